@@ -1,0 +1,1 @@
+"""Entry points: the `shardscribe` CLI and the modules `ray job submit` runs."""

@@ -1,0 +1,96 @@
+"""The `shardscribe` command: run, status, demo.
+
+Exit codes: 0 every shard committed; 1 a shard failed after its retries (the others
+are committed); 2 a usage or config error, with a message naming the bad field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from jobs.flags import add_config_flags, overrides_from
+from model import ModelLoadError
+from pipeline.config import (
+    JobConfig,
+    StorageSettings,
+    merge_overrides,
+    read_config_file,
+    validate_config,
+)
+from pipeline.errors import ConfigError, InputError, OutputConflictError
+
+log = logging.getLogger("shardscribe")
+USAGE_ERRORS = (ConfigError, InputError, OutputConflictError, ModelLoadError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shardscribe", description="Image shards -> VisionEncoderDecoder text -> Parquet."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="process every shard not yet committed")
+    run.add_argument("--config", help="YAML job config; flags override its fields")
+    add_config_flags(run)
+    status = commands.add_parser("status", help="summarise an output")
+    status.add_argument("output_uri")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.add_argument("--config", help="YAML job config whose storage section to use")
+    demo = commands.add_parser("demo", help="run the pipeline on bundled sample shards, offline")
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("shardscribe-demo"),
+        help="where the sample input, model and output go",
+    )
+    return parser
+
+
+def load_job_config(config_path: str | None, args: argparse.Namespace) -> JobConfig:
+    data = read_config_file(config_path) if config_path else {}
+    return validate_config(merge_overrides(data, overrides_from(args)))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.runner import run_job
+
+    summary = run_job(load_job_config(args.config, args))
+    log.info("done: %s", summary.line())
+    for shard, error in sorted(summary.failed.items()):
+        log.error("failed shard %s: %s", shard, error)
+    return summary.exit_code
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipeline.status import format_status, output_status
+
+    storage = StorageSettings()
+    if args.config:
+        storage = StorageSettings.model_validate(read_config_file(args.config).get("storage", {}))
+    status = output_status(args.output_uri, storage)
+    print(json.dumps(status) if args.json else format_status(status))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jobs.demo import run_demo
+
+    return run_demo(args.dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    handler = {"run": _run, "status": _status, "demo": _demo}[args.command]
+    try:
+        return handler(args)
+    except USAGE_ERRORS as error:
+        log.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Command-line flags generated from `JobConfig`, so every config field has a flag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic import BaseModel
+
+from pipeline.config import JobConfig
+
+# Fields whose flag is the section's name (--input URI, --output URI, --model NAME).
+_SECTION_FLAGS = {("input", "uri"), ("output", "uri"), ("model", "name")}
+
+
+def _leaf_fields() -> list[tuple[str, str, Any]]:
+    leaves = []
+    for section, section_field in JobConfig.model_fields.items():
+        model: type[BaseModel] = section_field.annotation  # type: ignore[assignment]
+        for name, field in model.model_fields.items():
+            leaves.append((section, name, field))
+    return leaves
+
+
+def flag_table() -> dict[str, str]:
+    """{argparse dest: 'section.field'} for every field of the job config."""
+    table: dict[str, str] = {}
+    for section, name, _ in _leaf_fields():
+        dest = section if (section, name) in _SECTION_FLAGS else name
+        if dest in table:
+            raise AssertionError(f"two config fields want the flag --{dest}")
+        table[dest] = f"{section}.{name}"
+    return table
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field; values are validated by pydantic, which names the field."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for section, name, field in _leaf_fields():
+        group = groups.setdefault(section, parser.add_argument_group(f"{section} settings"))
+        dest = section if (section, name) in _SECTION_FLAGS else name
+        flag = "--" + dest.replace("_", "-")
+        help_text = f"{field.description} [{section}.{name}]"
+        if field.annotation is bool:
+            group.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            group.add_argument(flag, dest=dest, default=None, metavar="VALUE", help=help_text)
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """{'section.field': value} for the flags given on the command line."""
+    return {
+        dotted: getattr(args, dest)
+        for dest, dotted in flag_table().items()
+        if getattr(args, dest, None) is not None
+    }

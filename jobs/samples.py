@@ -1,0 +1,85 @@
+"""Sample data: printed text lines rendered with Pillow's bundled font, as WebDataset tars."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import tarfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+WORDS = (
+    "shard",
+    "batch",
+    "ray",
+    "parquet",
+    "vision",
+    "encoder",
+    "decoder",
+    "text",
+    "image",
+    "line",
+    "model",
+    "token",
+    "beam",
+    "greedy",
+    "storage",
+    "bucket",
+    "object",
+    "commit",
+    "ledger",
+    "retry",
+    "resume",
+    "progress",
+    "actor",
+    "pool",
+    "cluster",
+)
+
+
+def sample_lines(count: int, seed: int) -> list[str]:
+    """Short lines of words and numbers, deterministic from the seed."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(count):
+        words = rng.sample(WORDS, rng.randint(1, 3))
+        if rng.random() < 0.5:
+            words.append(str(rng.randint(0, 9999)))
+        lines.append(" ".join(words))
+    return lines
+
+
+def render_line(text: str, height: int = 32, font_size: int = 20) -> Image.Image:
+    """Black text on white, padded; width follows the text."""
+    font = ImageFont.load_default(size=font_size)
+    left, top, right, bottom = font.getbbox(text)
+    image = Image.new("RGB", (right - left + 16, height), "white")
+    ImageDraw.Draw(image).text(
+        (8 - left, (height - (bottom - top)) // 2 - top), text, fill="black", font=font
+    )
+    return image
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_sample_shards(directory: Path, shards: int = 3, per_shard: int = 8, seed: int = 0):
+    """WebDataset tars `lines-NNNN.tar`, each sample a .png line and its .txt/.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = sample_lines(shards * per_shard, seed)
+    for shard in range(shards):
+        with tarfile.open(directory / f"lines-{shard:04d}.tar", "w") as tar:
+            for i in range(per_shard):
+                text = lines[shard * per_shard + i]
+                key = f"{shard:04d}-{i:04d}"
+                png = io.BytesIO()
+                render_line(text).save(png, "PNG")
+                _add(tar, f"{key}.png", png.getvalue())
+                _add(tar, f"{key}.txt", text.encode())
+                _add(tar, f"{key}.json", json.dumps({"source": "demo", "n": i}).encode())
+    return directory

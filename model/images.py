@@ -1,0 +1,61 @@
+"""Image bytes -> RGB picture -> the model's pixel array."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Pillow's own default; the pipeline may raise or lower it from the config.
+DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image Pillow can read, or the image is unsafe to open."""
+
+
+def decode_image(
+    data: bytes | None, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+) -> Image.Image:
+    """Decode bytes to an RGB image, honouring EXIF orientation.
+
+    Pillow's decompression-bomb limit is enforced as an error (not a warning), so a
+    hostile image becomes a row error instead of eating the worker's memory.
+    """
+    if not data:
+        raise ImageDecodeError("empty image (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageDecodeError(f"image too large (decompression bomb limit): {error}") from error
+    except Exception as error:  # Pillow raises many types (OSError, SyntaxError, ...) for bad data
+        raise ImageDecodeError(f"cannot decode image: {type(error).__name__}: {error}") from error
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for every mode: transparency onto white, 16-bit scaled down, CMYK converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() or 1.0
+        image = Image.fromarray((array * (255.0 / max(peak, 255.0))).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def pixel_arrays(images: list[Image.Image], image_processor: Any) -> np.ndarray:
+    """Run the checkpoint's own image processor; float32 array (N, C, H, W)."""
+    pixels = image_processor(images=images, return_tensors="np")["pixel_values"]
+    return np.asarray(pixels, dtype=np.float32)

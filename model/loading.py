@@ -1,0 +1,155 @@
+"""Load a `VisionEncoderDecoderModel` with its image processor and tokenizer."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    VisionEncoderDecoderModel,
+)
+
+from model.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The checkpoint, its processor or its tokenizer cannot be loaded or used."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for `generate`, with what it needs to read images and write text."""
+
+    model: VisionEncoderDecoderModel
+    image_processor: Any
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("model.device is 'cuda' but torch sees no CUDA device")
+    return torch.device(setting)
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU."""
+    if setting != "auto":
+        return getattr(torch, setting)
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _hub_kwargs(settings: ModelSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
+    if settings.revision:
+        kwargs["revision"] = settings.revision
+    return kwargs
+
+
+def _wrap_load_error(settings: ModelSettings, what: str, error: Exception) -> ModelLoadError:
+    where = f"{settings.name!r}" + (
+        f" at revision {settings.revision!r}" if settings.revision else ""
+    )
+    return ModelLoadError(
+        f"cannot load the {what} of model {where}: {error}. Check model.name (a hub id needs "
+        "network access or a copy in the Hugging Face cache; a local path needs config.json, "
+        "the weights, preprocessor_config.json and the tokenizer files)."
+    )
+
+
+def load_processors(settings: ModelSettings) -> tuple[Any, PreTrainedTokenizerBase]:
+    """Image processor and tokenizer of a checkpoint (TrOCR, Donut, vit-gpt2, ...)."""
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(settings.name, **_hub_kwargs(settings))
+    except Exception as error:  # transformers raises OSError, ValueError or KeyError here
+        raise _wrap_load_error(settings, "image processor", error) from error
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(settings.name, **_hub_kwargs(settings))
+    except Exception as error:
+        raise _wrap_load_error(settings, "tokenizer", error) from error
+    return image_processor, tokenizer
+
+
+def check_special_tokens(config: Any, name: str) -> None:
+    """Generation needs both ids; without them `generate` fails late and obscurely."""
+    for field in ("decoder_start_token_id", "pad_token_id"):
+        if getattr(config, field, None) is None:
+            raise ModelLoadError(
+                f"model {name!r} has no {field} in its config; set it (for TrOCR-style models "
+                f"decoder_start_token_id is usually the tokenizer's eos or bos id, pad_token_id "
+                f"its pad id) with model.config.{field} = ... and save_pretrained again"
+            )
+
+
+def model_identity(settings: ModelSettings, config: Any) -> str:
+    """What pins the weights: the hub commit, or a digest of a local checkpoint's files.
+
+    It goes into the run fingerprint, so a rerun with other weights is noticed.
+    """
+    path = Path(settings.name)
+    if not path.is_dir():
+        return f"hub:{settings.name}@{getattr(config, '_commit_hash', None) or settings.revision}"
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)}:{file.stat().st_size}\n".encode())
+        if file.suffix == ".json":
+            digest.update(file.read_bytes())
+    return f"local:{digest.hexdigest()[:16]}"
+
+
+def check_model(settings: ModelSettings) -> str:
+    """Fail fast, before any worker starts: config, processor and tokenizer load and
+    the special token ids are set. Returns the model identity for the fingerprint."""
+    try:
+        config = AutoConfig.from_pretrained(settings.name, **_hub_kwargs(settings))
+    except Exception as error:
+        raise _wrap_load_error(settings, "config", error) from error
+    if getattr(config, "model_type", None) != "vision-encoder-decoder":
+        raise ModelLoadError(
+            f"model {settings.name!r} is a {getattr(config, 'model_type', '?')!r} model, "
+            "not a vision-encoder-decoder checkpoint"
+        )
+    check_special_tokens(config, settings.name)
+    load_processors(settings)
+    return model_identity(settings, config)
+
+
+def load_model(settings: ModelSettings) -> LoadedModel:
+    """Load weights, processor and tokenizer onto the configured device, in eval mode."""
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    kwargs = _hub_kwargs(settings) | {"dtype": dtype}
+    try:
+        try:
+            model = VisionEncoderDecoderModel.from_pretrained(
+                settings.name, attn_implementation=settings.attn_implementation, **kwargs
+            )
+        except ValueError as error:
+            if settings.attn_implementation != "sdpa" or "attention" not in str(error):
+                raise
+            # Some decoders (TrOCR) lack SDPA; the default picks SDPA per part where it exists.
+            log.info(
+                "model %s has no SDPA for every part; using the default per part", settings.name
+            )
+            model = VisionEncoderDecoderModel.from_pretrained(settings.name, **kwargs)
+    except Exception as error:
+        raise _wrap_load_error(settings, "weights", error) from error
+    check_special_tokens(model.config, settings.name)
+    image_processor, tokenizer = load_processors(settings)
+    model.to(device).eval()
+    return LoadedModel(model, image_processor, tokenizer, device, dtype)

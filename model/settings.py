@@ -1,0 +1,77 @@
+"""Settings that decide which model runs and how it generates.
+
+They live in `model/` so that the model code can be used without the pipeline;
+`pipeline.config.JobConfig` nests them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class ModelSettings(BaseModel):
+    """Which `VisionEncoderDecoderModel` checkpoint to load, and how."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        description="Hub id (e.g. microsoft/trocr-base-printed) or local path of a "
+        "VisionEncoderDecoderModel checkpoint with its image processor and tokenizer.",
+        min_length=1,
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Hub revision (branch, tag or commit) to pin; None means the default branch.",
+    )
+    dtype: Dtype = Field(
+        default="auto",
+        description="Weights dtype. auto: bfloat16 on a GPU that supports it, float16 on "
+        "other GPUs, float32 on CPU.",
+    )
+    device: Device = Field(
+        default="auto", description="Where generation runs. auto: cuda when available, else cpu."
+    )
+    attn_implementation: Literal["sdpa", "eager"] = Field(
+        default="sdpa",
+        description="Attention kernel. sdpa falls back to the default per part (eager where "
+        "a decoder such as TrOCR lacks SDPA).",
+    )
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Allow code shipped with a hub checkpoint to run. Off unless you trust it.",
+    )
+
+
+class GenerationSettings(BaseModel):
+    """Arguments of `model.generate`, plus the seed and decoder prompt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(
+        default=64, ge=1, description="Longest text generated per image, in tokens."
+    )
+    num_beams: int = Field(default=1, ge=1, description="Beam width; 1 means greedy or sampling.")
+    do_sample: bool = Field(
+        default=False, description="Sample instead of greedy/beam search (seeded per image)."
+    )
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
+    top_k: int = Field(default=50, ge=0, description="Sampling: keep the k likeliest tokens.")
+    top_p: float = Field(
+        default=1.0, gt=0, le=1, description="Sampling: nucleus probability mass to keep."
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        description="Job seed. With sampling each image draws from a seed derived from "
+        "(seed, shard, key), so reruns reproduce it.",
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Decoder prompt the text starts from, e.g. Donut's task token "
+        "'<s_cord-v2>'. It is not part of the output text.",
+    )

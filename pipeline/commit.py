@@ -1,0 +1,95 @@
+"""Atomic per-shard commit: one Parquet file per shard, never seen half-written."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.passthrough import decode_rows
+from pipeline.storage import is_local, join
+
+SCHEMA_VERSION = "1"
+FINGERPRINT_KEY = b"shardscribe.fingerprint"
+ROW_ERRORS_KEY = b"shardscribe.row_errors"
+LEDGER_DIR = "_shardscribe"
+BASE_SCHEMA = pa.schema(
+    [("shard", pa.string()), ("key", pa.string()), ("text", pa.string()), ("error", pa.string())]
+)
+
+
+def output_path(root: str, shard_id: str) -> str:
+    return join(root, f"{shard_id}.parquet")
+
+
+def build_table(rows: list[dict[str, Any]], fingerprint: str) -> pa.Table:
+    """The shard's output rows in input order, passthrough columns after the base ones."""
+    rows = sorted(rows, key=lambda row: row["index"])
+    table = pa.Table.from_pylist(
+        [{name: row[name] for name in BASE_SCHEMA.names} for row in rows], schema=BASE_SCHEMA
+    )
+    passthrough = decode_rows([row["passthrough"] for row in rows])
+    if passthrough is not None:
+        for name, column in zip(passthrough.column_names, passthrough.columns, strict=True):
+            table = table.append_column(passthrough.schema.field(name), column)
+    row_errors = sum(row["error"] is not None for row in rows)
+    return table.replace_schema_metadata(
+        {
+            FINGERPRINT_KEY: fingerprint.encode(),
+            ROW_ERRORS_KEY: str(row_errors).encode(),
+            b"shardscribe.schema_version": SCHEMA_VERSION.encode(),
+        }
+    )
+
+
+def write_atomically(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Local disks: write a hidden temporary beside the target, then rename (atomic on
+    POSIX). Object stores: one PUT, or a multipart upload completed at the end, so the
+    object appears whole under its final name or not at all."""
+    if not is_local(fs):
+        fs.pipe_file(path, data)
+        return
+    directory, name = posixpath.split(path)
+    fs.makedirs(directory, exist_ok=True)
+    temporary = join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        fs.pipe_file(temporary, data)
+        fs.mv(temporary, path)
+    finally:
+        if fs.exists(temporary):
+            fs.rm(temporary)
+
+
+def commit_shard(
+    fs: fsspec.AbstractFileSystem, root: str, shard_id: str, rows: list[dict], fingerprint: str
+) -> pa.Table:
+    """Write a shard's rows to `<root>/<shard id>.parquet` (zero rows for an empty shard:
+    the file still marks it done). Returns the table written."""
+    table = build_table(rows, fingerprint)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_atomically(fs, output_path(root, shard_id), buffer.getvalue())
+    return table
+
+
+def committed_files(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, str]:
+    """{shard id: path} of every committed output file under root."""
+    try:
+        found = fs.find(root, withdirs=False)
+    except FileNotFoundError:
+        return {}
+    prefix = root.rstrip("/") + "/"
+    committed = {}
+    for path in found:
+        relative = path[len(prefix) :] if path.startswith(prefix) else None
+        if not relative or not relative.endswith(".parquet") or relative.startswith(LEDGER_DIR):
+            continue
+        if posixpath.basename(relative).startswith("."):
+            continue  # a temporary left by a killed run
+        committed[relative.removesuffix(".parquet")] = path
+    return committed

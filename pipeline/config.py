@@ -1,0 +1,175 @@
+"""The job config: one pydantic model, loaded from YAML, overridden by flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from model.images import DEFAULT_MAX_IMAGE_PIXELS
+from model.settings import GenerationSettings, ModelSettings
+from pipeline.errors import ConfigError
+
+ShardFormat = Literal["auto", "webdataset", "parquet", "images"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSettings(_Section):
+    uri: str = Field(
+        description="Where the shards are: a local path or an fsspec URL (file://, s3://, gs://).",
+        min_length=1,
+    )
+    format: ShardFormat = Field(
+        default="auto",
+        description="Shard format. auto picks the one kind of shard found under the input.",
+    )
+    image_column: str | None = Field(
+        default=None,
+        description="Parquet: the image column (bytes or {bytes, path}); detected when unset.",
+    )
+    key_column: str | None = Field(
+        default=None, description="Parquet: the column whose value is the row key; else row index."
+    )
+    images_per_shard: int = Field(
+        default=1000, ge=1, description="Folders of images: files per shard, by sorted path."
+    )
+    max_image_pixels: int | None = Field(
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="Images with more pixels become row errors (decompression-bomb guard); "
+        "null disables the guard.",
+    )
+
+
+class OutputSettings(_Section):
+    uri: str = Field(description="Where the Parquet files and the ledger go.", min_length=1)
+    overwrite: bool = Field(
+        default=False,
+        description="Start over when the output holds results made with other settings.",
+    )
+
+
+class ComputeSettings(_Section):
+    actors: int | None = Field(
+        default=None,
+        ge=1,
+        description="Generation actors. Unset: one per GPU when GPUs are used, else 1.",
+    )
+    gpus_per_actor: float | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs per generation actor. Unset: 1 when the cluster has GPUs, else 0.",
+    )
+    cpus_per_actor: float = Field(default=1, gt=0, description="CPUs per generation actor.")
+    batch_size: int = Field(default=16, ge=1, description="Images per generate() call.")
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to join. Unset: RAY_ADDRESS, else a local Ray started for you.",
+    )
+
+
+class RetrySettings(_Section):
+    max_attempts: int = Field(default=3, ge=1, description="Tries per shard before it fails.")
+    backoff_s: float = Field(
+        default=2.0, ge=0, description="Wait before the 2nd try; doubles per try after that."
+    )
+    backoff_max_s: float = Field(default=60.0, ge=0, description="Longest wait between tries.")
+
+
+class StorageSettings(_Section):
+    """Object store access. Unset fields fall back to the standard AWS variables."""
+
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, SeaweedFS, R2); else AWS."
+    )
+    region: str | None = Field(default=None, description="S3 region.")
+    access_key_id: str | None = Field(default=None, description="S3 access key id.")
+    secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret key. Prefer AWS_SECRET_ACCESS_KEY; never printed."
+    )
+    session_token: SecretStr | None = Field(
+        default=None, description="S3 session token for temporary credentials; never printed."
+    )
+    anon: bool = Field(default=False, description="Read public buckets without credentials.")
+
+
+class ProgressSettings(_Section):
+    log_interval_s: float = Field(
+        default=30.0, gt=0, description="Seconds between progress lines when not on a terminal."
+    )
+
+
+class JobConfig(_Section):
+    """Everything a run needs. YAML sections mirror these fields."""
+
+    input: InputSettings = Field(description="Where the shards are and how to read them.")
+    output: OutputSettings = Field(description="Where results go.")
+    model: ModelSettings = Field(description="The VisionEncoderDecoder checkpoint.")
+    generation: GenerationSettings = Field(
+        default_factory=GenerationSettings, description="How text is generated."
+    )
+    compute: ComputeSettings = Field(
+        default_factory=ComputeSettings, description="Ray resources and batching."
+    )
+    retry: RetrySettings = Field(default_factory=RetrySettings, description="Per-shard retry.")
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings, description="Object store credentials and endpoint."
+    )
+    progress: ProgressSettings = Field(
+        default_factory=ProgressSettings, description="Progress reporting."
+    )
+
+
+SECRET_FIELDS = {"secret_access_key", "session_token"}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    text = f"{where}: {error['msg']}"
+    if error["type"] != "missing" and not SECRET_FIELDS & {str(p) for p in error["loc"]}:
+        text += f" (got {error['input']!r})"
+    return text
+
+
+def validate_config(data: dict[str, Any]) -> JobConfig:
+    """JobConfig from a nested dict; a ConfigError names every bad field."""
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ConfigError(f"invalid job config: {problems}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The nested dict of a YAML job config."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {data!r}")
+    return data
+
+
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Apply {"section.field": value} overrides (from flags) on top of a config dict."""
+    merged = {
+        section: dict(values) if isinstance(values, dict) else values
+        for section, values in data.items()
+    }
+    for dotted, value in overrides.items():
+        section, field = dotted.split(".")
+        target = merged.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{section}: must be a mapping of fields, not {target!r}")
+        target[field] = value
+    return merged

@@ -1,0 +1,13 @@
+"""The few error types the pipeline raises, each mapped to an exit code by the CLI."""
+
+
+class ConfigError(ValueError):
+    """The job config or the command line is wrong; the message names the field (exit 2)."""
+
+
+class InputError(ValueError):
+    """The input cannot be listed or holds nothing to process (exit 2)."""
+
+
+class OutputConflictError(RuntimeError):
+    """The output holds results made with other settings (exit 2 unless --overwrite)."""

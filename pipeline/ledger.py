@@ -1,0 +1,125 @@
+"""The ledger under `<output>/_shardscribe/`: run settings, fingerprint, failed shards.
+
+Committed shards are the output files themselves; the ledger only adds what those
+cannot say: which settings made them, and which shards failed and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from pipeline.commit import LEDGER_DIR, SCHEMA_VERSION, committed_files, write_atomically
+from pipeline.config import JobConfig
+from pipeline.errors import OutputConflictError
+from pipeline.storage import join
+
+RUN_FILE = "run.json"
+FAILED_DIR = "failed"
+
+
+def output_settings(config: JobConfig, model_identity: str) -> dict[str, Any]:
+    """Every setting that decides what the output rows contain, and nothing else:
+    compute, retry, storage and progress settings may change between runs."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": config.model.model_dump(exclude={"device"}) | {"identity": model_identity},
+        "generation": config.generation.model_dump(),
+        "input": config.input.model_dump(exclude={"uri"}),
+    }
+
+
+def fingerprint_of(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    changed = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += _differences(a, b, f"{prefix}{name}.")
+        elif a != b:
+            changed.append(f"{prefix}{name}: {a!r} -> {b!r}")
+    return changed
+
+
+@dataclass(frozen=True)
+class FailedShard:
+    shard: str
+    error: str
+    attempts: int
+
+
+class Ledger:
+    """Reads and writes `<output>/_shardscribe/`."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, output_root: str):
+        self.fs = fs
+        self.root = output_root
+        self.dir = join(output_root, LEDGER_DIR)
+
+    def read_run(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(join(self.dir, RUN_FILE)))
+        except FileNotFoundError:
+            return None
+
+    def start_run(
+        self, settings: dict[str, Any], input_uri: str, shards_total: int, overwrite: bool
+    ) -> str:
+        """Record this run's settings; refuse, or with `overwrite` clear, an output made
+        with other settings. Returns the fingerprint."""
+        fingerprint = fingerprint_of(settings)
+        previous = self.read_run()
+        if previous and previous["fingerprint"] != fingerprint:
+            if not overwrite:
+                changed = "; ".join(_differences(previous["settings"], settings))
+                raise OutputConflictError(
+                    f"output {self.root} holds results made with other settings ({changed}); "
+                    "use another output, or --overwrite to discard them and start over"
+                )
+            self.clear()
+        record = {
+            "fingerprint": fingerprint,
+            "settings": settings,
+            "input": input_uri,
+            "shards_total": shards_total,
+            "updated": time.time(),
+        }
+        write_atomically(self.fs, join(self.dir, RUN_FILE), json.dumps(record, indent=1).encode())
+        return fingerprint
+
+    def clear(self) -> None:
+        """Remove every committed file and the ledger (for --overwrite)."""
+        paths = list(committed_files(self.fs, self.root).values())
+        if self.fs.exists(self.dir):
+            paths += self.fs.find(self.dir)
+        if paths:
+            self.fs.rm(paths)
+
+    def _failed_path(self, shard_id: str) -> str:
+        return join(self.dir, FAILED_DIR, f"{shard_id}.json")
+
+    def record_failure(self, shard_id: str, error: str, attempts: int) -> None:
+        record = {"shard": shard_id, "error": error, "attempts": attempts, "time": time.time()}
+        write_atomically(self.fs, self._failed_path(shard_id), json.dumps(record).encode())
+
+    def clear_failure(self, shard_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._failed_path(shard_id))
+
+    def failures(self) -> list[FailedShard]:
+        directory = join(self.dir, FAILED_DIR)
+        try:
+            paths = sorted(self.fs.find(directory, withdirs=False))
+        except FileNotFoundError:
+            return []
+        records = [json.loads(data) for data in self.fs.cat(paths).values()] if paths else []
+        return [FailedShard(r["shard"], r["error"], r["attempts"]) for r in records]

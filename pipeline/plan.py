@@ -1,0 +1,87 @@
+"""The Ray Data plan: shards -> read (CPU) -> decode + preprocess (CPU) -> generate (actors)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import ray
+from ray.data import ActorPoolStrategy, DataContext, Dataset
+
+from pipeline.config import ComputeSettings, JobConfig
+from pipeline.shards import Shard
+from pipeline.stages import GenerationStage, preprocess, read_shards
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActorResources:
+    actors: int
+    gpus_per_actor: float
+    cpus_per_actor: float
+
+
+def connect_ray(address: str | None) -> None:
+    """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
+    a local Ray when there is none."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # our own progress reporting replaces Ray's bars
+    context.print_on_execution_start = False
+
+
+def actor_resources(compute: ComputeSettings) -> ActorResources:
+    """Unset values follow the cluster: one actor per GPU when it has GPUs, else one CPU actor."""
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    gpus = compute.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if cluster_gpus else 0.0
+    actors = compute.actors
+    if actors is None:
+        actors = max(1, int(cluster_gpus // gpus)) if gpus else 1
+    return ActorResources(actors, gpus, compute.cpus_per_actor)
+
+
+def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:
+    """One block per shard, so a shard is read by exactly one task."""
+    batch_size = config.compute.batch_size
+    items = [shard.to_item() for shard in shards]
+    return (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        .map_batches(
+            read_shards,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_kwargs={"input_settings": config.input, "storage": config.storage},
+        )
+        .map_batches(
+            preprocess,
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            fn_kwargs={
+                "model_settings": config.model,
+                "max_image_pixels": config.input.max_image_pixels,
+            },
+        )
+        .map_batches(
+            GenerationStage,
+            batch_size=batch_size,
+            batch_format="numpy",
+            fn_constructor_kwargs={"model_settings": config.model, "generation": config.generation},
+            compute=ActorPoolStrategy(size=resources.actors),
+            num_gpus=resources.gpus_per_actor,
+            num_cpus=resources.cpus_per_actor,
+            # A dead actor is restarted and its batch retried. Setting these also keeps
+            # Ray from fusing the CPU stages into the actor, which would serialise them.
+            max_restarts=-1,
+            max_task_retries=-1,
+        )
+    )

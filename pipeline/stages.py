@@ -1,0 +1,182 @@
+"""The three Ray Data stages: read a shard, decode + preprocess, generate.
+
+Rows carry `shard`, `key`, `index` (position in the shard) and `shard_rows` (how
+many rows the shard has) so the driver knows when a shard is complete. A shard
+that fails to read, or that is empty, becomes one marker row with index -1.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+from ray.data.extensions import ArrowTensorArray
+
+from model import (
+    GenerationSettings,
+    ImageDecodeError,
+    ModelSettings,
+    TextGenerator,
+    decode_image,
+    load_model,
+    pixel_arrays,
+    row_seed,
+)
+from model.loading import load_processors
+from pipeline.config import InputSettings, StorageSettings
+from pipeline.passthrough import encode_rows
+from pipeline.readers import ShardReadError, read_source_rows
+from pipeline.shards import Shard
+from pipeline.storage import is_retryable, open_filesystem
+
+log = logging.getLogger(__name__)
+
+_COMMON_FIELDS = [
+    pa.field("shard", pa.string()),
+    pa.field("key", pa.string()),
+    pa.field("index", pa.int64()),
+    pa.field("error", pa.string()),
+    pa.field("passthrough", pa.binary()),
+    pa.field("shard_rows", pa.int64()),
+    pa.field("shard_error", pa.string()),
+    pa.field("retryable", pa.bool_()),
+]
+READ_SCHEMA = pa.schema([*_COMMON_FIELDS, pa.field("image", pa.binary())])
+RESULT_SCHEMA = pa.schema([*_COMMON_FIELDS, pa.field("text", pa.string())])
+
+
+def _marker(shard_id: str, shard_error: str | None = None, retryable: bool = False) -> dict:
+    return {
+        "shard": shard_id,
+        "key": "",
+        "index": -1,
+        "error": None,
+        "passthrough": b"",
+        "shard_rows": 0,
+        "shard_error": shard_error,
+        "retryable": retryable,
+        "image": None,
+    }
+
+
+def _read_one(item: dict[str, Any], input_settings: InputSettings, storage: StorageSettings):
+    shard = Shard.from_item(item)
+    try:
+        fs, _ = open_filesystem(input_settings.uri, storage)
+        source = read_source_rows(fs, shard, input_settings)
+    except ShardReadError as error:
+        return [_marker(shard.id, f"input: {error}")]
+    except Exception as error:  # storage or anything else: classify, never lose the shard
+        kind = "storage" if isinstance(error, OSError) else "read"
+        return [_marker(shard.id, f"{kind}: {type(error).__name__}: {error}", is_retryable(error))]
+    if not source.keys:
+        return [_marker(shard.id)]
+    passthrough = encode_rows(source.passthrough, len(source.keys))
+    n = len(source.keys)
+    return [
+        {
+            "shard": shard.id,
+            "key": source.keys[i],
+            "index": i,
+            "error": None if source.errors[i] is None else f"input: {source.errors[i]}",
+            "passthrough": passthrough[i],
+            "shard_rows": n,
+            "shard_error": None,
+            "retryable": False,
+            "image": source.images[i],
+        }
+        for i in range(n)
+    ]
+
+
+def read_shards(
+    items: pa.Table, input_settings: InputSettings, storage: StorageSettings
+) -> pa.Table:
+    """Ray stage 1 (CPU task): shard descriptions -> one row per image, bytes included."""
+    rows = [row for item in items.to_pylist() for row in _read_one(item, input_settings, storage)]
+    return pa.Table.from_pylist(rows, schema=READ_SCHEMA)
+
+
+@functools.lru_cache(maxsize=4)
+def _image_processor(settings: ModelSettings) -> Any:
+    image_processor, _ = load_processors(settings)
+    return image_processor
+
+
+@functools.lru_cache(maxsize=4)
+def _blank_pixels(settings: ModelSettings) -> np.ndarray:
+    """Placeholder pixels for rows without an image, shaped like the model's input."""
+    return np.zeros_like(pixel_arrays([Image.new("RGB", (1, 1))], _image_processor(settings))[0])
+
+
+def preprocess(
+    batch: pa.Table, model_settings: ModelSettings, max_image_pixels: int | None
+) -> pa.Table:
+    """Ray stage 2 (CPU task): decode image bytes and run the image processor.
+
+    A bad image becomes a row error ('decode: ...'); its row keeps placeholder pixels.
+    """
+    errors = batch.column("error").to_pylist()
+    images = batch.column("image").to_pylist()
+    decoded: dict[int, Image.Image] = {}
+    for i, (data, index) in enumerate(zip(images, batch.column("index").to_pylist(), strict=True)):
+        if index < 0 or errors[i] is not None:
+            continue
+        try:
+            decoded[i] = decode_image(data, max_image_pixels)
+        except ImageDecodeError as error:
+            errors[i] = f"decode: {error}"
+    pixels = np.repeat(_blank_pixels(model_settings)[None], batch.num_rows, axis=0)
+    if decoded:
+        pixels[list(decoded)] = pixel_arrays(
+            list(decoded.values()), _image_processor(model_settings)
+        )
+    batch = batch.drop_columns(["image"]).set_column(
+        batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string())
+    )
+    return batch.append_column("pixel_values", ArrowTensorArray.from_numpy(pixels))
+
+
+class GenerationStage:
+    """Ray stage 3 (actor): the model is loaded once per actor, then batched generate."""
+
+    def __init__(self, model_settings: ModelSettings, generation: GenerationSettings):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.generator = TextGenerator(load_model(model_settings), generation)
+        self.seed = generation.seed
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        errors = list(batch["error"])
+        texts: list[str | None] = [None] * len(errors)
+        shard_errors = list(batch["shard_error"])
+        retryable = [bool(x) for x in batch["retryable"]]
+        todo = [i for i, e in enumerate(errors) if e is None and batch["index"][i] >= 0]
+        if todo:
+            seeds = [row_seed(self.seed, batch["shard"][i], batch["key"][i]) for i in todo]
+            try:
+                for i, text in zip(
+                    todo, self.generator.generate(batch["pixel_values"][todo], seeds), strict=True
+                ):
+                    texts[i] = text
+            except Exception as error:  # e.g. out of memory: retry the shards, not the job
+                log.exception("generation failed for a batch")
+                message = f"model: {type(error).__name__}: {error}"
+                for i in todo:
+                    shard_errors[i], retryable[i] = message, True
+        columns = {
+            name: list(batch[name])
+            for name in ("shard", "key", "index", "passthrough", "shard_rows")
+        }
+        columns |= {
+            "error": errors,
+            "shard_error": shard_errors,
+            "retryable": retryable,
+            "text": texts,
+        }
+        return pa.Table.from_pydict(columns, schema=RESULT_SCHEMA)

@@ -1,0 +1,61 @@
+"""`shardscribe status`: what an output holds, read from its files and its ledger."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipeline.commit import ROW_ERRORS_KEY, committed_files
+from pipeline.config import StorageSettings
+from pipeline.ledger import Ledger
+from pipeline.storage import open_filesystem
+
+
+def _footer_counts(fs, path: str) -> tuple[int, int]:
+    """(rows, row errors) from a file's footer alone, without reading its data."""
+    with fs.open(path, "rb") as handle:
+        metadata = pq.read_metadata(handle)
+    extra = metadata.metadata or {}
+    return metadata.num_rows, int(extra.get(ROW_ERRORS_KEY, b"0"))
+
+
+def output_status(uri: str, storage: StorageSettings) -> dict[str, Any]:
+    """Shards total / committed / failed, rows and row errors, and each failed shard."""
+    fs, root = open_filesystem(uri, storage)
+    ledger = Ledger(fs, root)
+    run = ledger.read_run()
+    files = committed_files(fs, root)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        counts = list(pool.map(lambda path: _footer_counts(fs, path), files.values()))
+    failures = [f for f in ledger.failures() if f.shard not in files]
+    total = max(run["shards_total"] if run else 0, len(files) + len(failures))
+    return {
+        "output": uri,
+        "fingerprint": run["fingerprint"] if run else None,
+        "input": run["input"] if run else None,
+        "shards_total": total,
+        "shards_done": len(files),
+        "shards_failed": len(failures),
+        "shards_pending": total - len(files) - len(failures),
+        "rows": sum(rows for rows, _ in counts),
+        "row_errors": sum(errors for _, errors in counts),
+        "failed": [{"shard": f.shard, "error": f.error, "attempts": f.attempts} for f in failures],
+    }
+
+
+def format_status(status: dict[str, Any]) -> str:
+    lines = [
+        f"output        {status['output']}",
+        f"input         {status['input'] or '-'}",
+        f"shards        {status['shards_done']}/{status['shards_total']} committed, "
+        f"{status['shards_failed']} failed, {status['shards_pending']} pending",
+        f"rows          {status['rows']} ({status['row_errors']} with errors)",
+    ]
+    for failure in status["failed"]:
+        lines.append(
+            f"failed shard  {failure['shard']} after {failure['attempts']} attempt(s): "
+            f"{failure['error']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""fsspec access to any storage URL, with credentials from the config or the environment."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from pipeline.config import StorageSettings
+
+
+def storage_options(url: str, settings: StorageSettings) -> dict[str, Any]:
+    """fsspec options for `url`. Only what the config sets is passed, so s3fs/botocore
+    still read AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL and
+    AWS_DEFAULT_REGION for everything else."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    options: dict[str, Any] = {}
+    if settings.anon:
+        options["anon"] = True
+    if settings.access_key_id:
+        options["key"] = settings.access_key_id
+    if settings.secret_access_key:
+        options["secret"] = settings.secret_access_key.get_secret_value()
+    if settings.session_token:
+        options["token"] = settings.session_token.get_secret_value()
+    if settings.endpoint_url:
+        options["endpoint_url"] = settings.endpoint_url
+    if settings.region:
+        options["client_kwargs"] = {"region_name": settings.region}
+    return options
+
+
+def open_filesystem(url: str, settings: StorageSettings) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem behind `url` and the path within it (no protocol, no trailing slash)."""
+    fs, path = fsspec.core.url_to_fs(url, **storage_options(url, settings))
+    return fs, path.rstrip("/") or "/"
+
+
+def join(*parts: str) -> str:
+    """Join path parts with '/', the separator of every fsspec filesystem."""
+    return posixpath.join(*parts)
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Storage hiccups are worth another try; a missing or forbidden object is not."""
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return False
+    return isinstance(error, (OSError, TimeoutError, ConnectionError))
