@@ -35,6 +35,8 @@ def decode_image(
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageDecodeError(f"image too large (decompression bomb limit): {error}") from error
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError("cannot decode image: not a recognised image format") from None
     except Exception as error:  # Pillow raises many types (OSError, SyntaxError, ...) for bad data
         raise ImageDecodeError(f"cannot decode image: {type(error).__name__}: {error}") from error
     return to_rgb(ImageOps.exif_transpose(image))

@@ -26,13 +26,12 @@ class ActorResources:
 def connect_ray(address: str | None) -> None:
     """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
     a local Ray when there is none."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(include_dashboard=False, logging_level=logging.WARNING)
     context = DataContext.get_current()
     context.enable_progress_bars = False  # our own progress reporting replaces Ray's bars
     context.print_on_execution_start = False
