@@ -79,6 +79,7 @@ def commit_shard(
 
 def committed_files(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, str]:
     """{shard id: path} of every committed output file under root."""
+    fs.invalidate_cache()  # another process may have written since we last listed
     try:
         found = fs.find(root, withdirs=False)
     except FileNotFoundError:

@@ -81,6 +81,7 @@ def _is_hidden(relative_path: str) -> bool:
 
 def list_input_files(fs: fsspec.AbstractFileSystem, root: str, uri: str) -> dict[str, str]:
     """{relative path: full path} of every visible file under root (or root itself)."""
+    fs.invalidate_cache()  # another process may have written since we last listed
     try:
         if fs.isfile(root):
             return {posixpath.basename(root): root}

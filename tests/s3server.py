@@ -11,6 +11,7 @@ Python interpreter (``<venv>/bin/weed``) rather than as a Python package.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -22,9 +23,10 @@ import sys
 import sysconfig
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
+import botocore.client
 import botocore.config
 import botocore.exceptions
 import botocore.session
@@ -110,7 +112,7 @@ class _Ports:
 
     def all(self) -> tuple[int, ...]:
         """Every port, for cleanup."""
-        return tuple(vars(self).values())
+        return astuple(self)
 
 
 def find_weed_binary() -> Path:
@@ -156,7 +158,7 @@ def _write_s3_config(workdir: Path) -> Path:
     return path
 
 
-def weed_command(weed: Path, data_dir: Path, s3_config: Path, ports: _Ports) -> list[str]:
+def _weed_command(weed: Path, data_dir: Path, s3_config: Path, ports: _Ports) -> list[str]:
     """Build the ``weed server`` command line: master, volume, filer and S3 in one process.
 
     Everything binds to loopback only. Iceberg and Lance endpoints are disabled because they
@@ -176,7 +178,7 @@ def weed_command(weed: Path, data_dir: Path, s3_config: Path, ports: _Ports) -> 
         f"-volume.port={ports.volume}",
         f"-volume.port.grpc={ports.volume_grpc}",
         "-volume.max=0",  # derive the volume count from free disk / size limit
-        "-volume.preStopSeconds=0",
+        "-volume.preStopSeconds=0",  # no 10 s heartbeat drain on SIGTERM
         f"-filer.port={ports.filer}",
         f"-filer.port.grpc={ports.filer_grpc}",
         "-s3",
@@ -197,7 +199,7 @@ def _log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _probe_client(server: S3Server) -> object:
+def _probe_client(server: S3Server) -> botocore.client.BaseClient:
     """A botocore S3 client with short timeouts and no retries, so each probe is quick."""
     config = botocore.config.Config(
         connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1}
@@ -212,16 +214,15 @@ def _probe_client(server: S3Server) -> object:
     )
 
 
-def _probe(client: object) -> None:
+def _probe(client: botocore.client.BaseClient) -> None:
     """Round-trip a bucket and an object; raises until master, volume, filer and S3 all work.
 
     Listing alone can succeed before the volume server has registered with the master, so we
     also write, then remove everything again to leave the server empty.
     """
-    try:
+    already_there = client.exceptions.BucketAlreadyOwnedByYou  # an earlier probe got this far
+    with contextlib.suppress(already_there):
         client.create_bucket(Bucket=PROBE_BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass  # an earlier probe got this far
     client.put_object(Bucket=PROBE_BUCKET, Key="probe", Body=b"ok")
     client.delete_object(Bucket=PROBE_BUCKET, Key="probe")
     client.delete_bucket(Bucket=PROBE_BUCKET)
@@ -246,7 +247,7 @@ def _wait_until_ready(
             last_error = exc
         if time.monotonic() > deadline:
             raise S3ServerError(
-                f"S3 at {server.endpoint_url} not ready after {timeout_s:.0f}s "
+                f"S3 at {server.endpoint_url} not ready after {timeout_s:g}s "
                 f"(last error: {last_error}); tail of {log_path}:\n{_log_tail(log_path)}"
             )
         time.sleep(0.2)
@@ -283,8 +284,8 @@ def _launch(workdir: Path, s3_config: Path) -> tuple[subprocess.Popen[bytes], _P
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
     log_path = workdir / "weed.log"
-    cmd = weed_command(find_weed_binary(), data_dir, s3_config, ports)
-    log.debug("starting: %s", " ".join(cmd))
+    cmd = _weed_command(find_weed_binary(), data_dir, s3_config, ports)
+    log.info("starting: %s", " ".join(cmd))
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             cmd,
@@ -304,26 +305,25 @@ def _start(
 
     Between choosing a free port and weed binding it another process may take it; that shows
     up as "address already in use" in the log and is worth a retry, anything else is not.
+    Whatever goes wrong (including Ctrl-C while waiting), the half-started weed is stopped.
     """
     s3_config = _write_s3_config(workdir)
-    for attempt in range(1, PORT_CLASH_ATTEMPTS + 1):
+    for attempt in itertools.count(1):
         proc, ports, log_path = _launch(workdir, s3_config)
         server = S3Server(endpoint_url=f"http://{HOST}:{ports.s3}")
         try:
             _wait_until_ready(server, proc, log_path, timeout_s)
-            return proc, ports, server
-        except S3ServerError:
-            port_clash = "address already in use" in _log_tail(log_path)
-            if not port_clash or attempt == PORT_CLASH_ATTEMPTS:
+        except BaseException as exc:
+            _stop(proc, grace_s)
+            _remove_sockets(ports)
+            port_clash = isinstance(exc, S3ServerError) and (
+                "address already in use" in _log_tail(log_path)
+            )
+            if not port_clash or attempt >= PORT_CLASH_ATTEMPTS:
                 raise
             log.warning("weed hit a port clash (attempt %d), retrying with new ports", attempt)
-        finally:
-            if proc.poll() is None and sys.exc_info()[0] is not None:
-                _stop(proc, grace_s)
-                _remove_sockets(ports)
-        _stop(proc, grace_s)
-        _remove_sockets(ports)
-    raise AssertionError("unreachable")
+        else:
+            return proc, ports, server
 
 
 @contextlib.contextmanager
@@ -347,8 +347,8 @@ def running_s3_server(
         stopping = time.monotonic()
         _stop(proc, stop_grace_s)
         _remove_sockets(ports)
-        log.info("S3 server at %s stopped in %.1fs", server.endpoint_url,
-                 time.monotonic() - stopping)
+        elapsed = time.monotonic() - stopping
+        log.info("S3 server at %s stopped in %.1fs", server.endpoint_url, elapsed)
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,97 @@
+"""The same pipeline against a real S3 server on loopback: every format in and out of S3."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.runner import run_job
+from pipeline.status import output_status
+from tests.conftest import job_config
+from tests.data import sample_images, webdataset_members, write_parquet, write_tar
+from tests.test_cli import shardscribe
+
+
+@pytest.fixture(scope="module")
+def bucket(s3, tmp_path_factory):
+    """Shards of every format, written with s3fs, tarfile and pyarrow directly."""
+    staging = tmp_path_factory.mktemp("upload")
+    fs = s3.filesystem()
+    s3.make_bucket("data")
+    images = sample_images(6)
+    for name, writer, part in (
+        ("wds/a.tar", lambda p, imgs: write_tar(p, webdataset_members(imgs)), slice(0, 4)),
+        ("wds/b.tar", lambda p, imgs: write_tar(p, webdataset_members(imgs)), slice(4, 6)),
+        ("pq/x.parquet", write_parquet, slice(0, 6)),
+    ):
+        keys = list(images)[part]
+        path = writer(staging / name, {k: images[k] for k in keys})
+        fs.put_file(str(path), f"data/{name}")
+    for key in list(images)[:3]:
+        fs.pipe_file(f"data/img/{key}.png", images[key])
+    fs.pipe_file("data/img/corrupt.png", b"\x89PNG\r\n\x1a\n truncated")
+    return s3, images
+
+
+def _storage(server) -> dict:
+    return {"endpoint_url": server.endpoint_url, "access_key_id": server.access_key_id,
+            "secret_access_key": server.secret_access_key, "region": server.region}  # fmt: skip
+
+
+@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.parametrize(
+    ("prefix", "extra", "expected_files"),
+    [
+        ("wds", {}, {"a": 4, "b": 2}),
+        ("pq", {"key_column": "id"}, {"x": 6}),
+        ("img", {"images_per_shard": 10}, {"part-00000": 4}),
+    ],
+)
+def test_every_format_from_s3_to_s3(bucket, tiny_model, reference, prefix, extra, expected_files):
+    server, images = bucket
+    config = job_config(f"s3://data/{prefix}/", f"s3://data/out-{prefix}/", tiny_model,
+                        input=extra, storage=_storage(server))  # fmt: skip
+    summary = run_job(config)
+    assert (summary.exit_code, summary.shards_committed) == (0, len(expected_files))
+    fs = server.filesystem()
+    for shard, count in expected_files.items():
+        table = pq.read_table(io.BytesIO(fs.cat_file(f"data/out-{prefix}/{shard}.parquet")))
+        assert table.num_rows == count
+        for row in table.to_pylist():
+            key = row["key"].removesuffix(".png")
+            if key == "corrupt":
+                assert row["error"].startswith("decode: cannot decode image")
+                continue
+            assert row["text"] == reference.text(images[key], max_new_tokens=12), key
+    status = output_status(f"s3://data/out-{prefix}/", config.storage)
+    assert (status["shards_done"], status["shards_failed"]) == (len(expected_files), 0)
+    assert status["rows"] == sum(expected_files.values())
+    assert not any(p.endswith(".tmp") for p in fs.find(f"data/out-{prefix}/"))
+
+
+def test_cli_with_aws_variables_only_then_rerun(bucket, tiny_model):
+    server, _ = bucket
+    env = {**os.environ, **server.env()}
+    args = ("run", "--input", "s3://data/wds/", "--output", "s3://data/cli-out/", "--model",
+            tiny_model, "--max-new-tokens", "6")  # fmt: skip
+    first = shardscribe(*args, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert server.secret_access_key not in first.stderr + first.stdout
+    status = json.loads(shardscribe("status", "s3://data/cli-out/", "--json", env=env).stdout)
+    assert (status["shards_total"], status["shards_done"], status["rows"]) == (2, 2, 6)
+    again = shardscribe(*args, env=env)
+    assert again.returncode == 0
+    assert "0 shards committed, 2 already done, 0 failed; 0 rows" in again.stderr
+
+
+def test_missing_bucket_exits_2(bucket, tiny_model):
+    server, _ = bucket
+    env = {**os.environ, **server.env()}
+    result = shardscribe("run", "--input", "s3://no-such-bucket/x/", "--output",
+                         "s3://data/never/", "--model", tiny_model, env=env)  # fmt: skip
+    assert result.returncode == 2
+    assert "input s3://no-such-bucket/x/ does not exist or is empty" in result.stderr
