@@ -41,7 +41,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         dest = section if (section, name) in _SECTION_FLAGS else name
         flag = "--" + dest.replace("_", "-")
         help_text = f"{field.description} [{section}.{name}]"
-        if field.annotation is bool:
+        if field.annotation in (bool, bool | None):
             group.add_argument(
                 flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )

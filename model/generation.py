@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 
 from model.loading import LoadedModel
 from model.settings import GenerationSettings
+
+log = logging.getLogger(__name__)
 
 
 def row_seed(job_seed: int, *parts: str) -> int:
@@ -36,19 +39,18 @@ class TextGenerator:
             else []
         )
         self.prompt_text = tokenizer.decode(self.prompt_ids, skip_special_tokens=True)
-        self.generate_kwargs = {
-            "max_new_tokens": settings.max_new_tokens,
-            "num_beams": settings.num_beams,
-            "do_sample": settings.do_sample,
-            # Hub TrOCR configs ship use_cache=False; the cache never changes outputs.
-            "use_cache": True,
-        }
-        if settings.do_sample:
-            self.generate_kwargs |= {
-                "temperature": settings.temperature,
-                "top_k": settings.top_k,
-                "top_p": settings.top_p,
-            }
+        config = loaded.model.generation_config
+        # Hub TrOCR configs ship use_cache=False; the cache never changes outputs.
+        self.generate_kwargs = settings.generate_overrides() | {"use_cache": True}
+        self.samples = bool(self.generate_kwargs.get("do_sample", config.do_sample))
+        unset = "max_new_tokens" not in self.generate_kwargs and config.max_new_tokens is None
+        max_length = config.max_length or 20  # generate's own fallback
+        if unset and max_length <= 20:
+            log.warning(
+                "max_new_tokens is unset and the model stops at max_length=%d tokens, "
+                "which cuts long lines; set generation.max_new_tokens (--max-new-tokens)",
+                max_length,
+            )
 
     def generate(self, pixels: np.ndarray, seeds: Sequence[int] | None = None) -> list[str]:
         """Texts for a batch of pixel arrays (N, C, H, W); `seeds` is needed when sampling."""
@@ -58,7 +60,7 @@ class TextGenerator:
             self.loaded.device, self.loaded.dtype
         )
         with torch.inference_mode():
-            if not self.settings.do_sample:
+            if not self.samples:
                 return self._decode(self._generate(tensor))
             if seeds is None or len(seeds) != len(pixels):
                 raise ValueError("sampling needs one seed per image")

@@ -48,21 +48,34 @@ class ModelSettings(BaseModel):
 
 
 class GenerationSettings(BaseModel):
-    """Arguments of `model.generate`, plus the seed and decoder prompt."""
+    """Arguments of `model.generate`, plus the seed and decoder prompt.
+
+    A setting left unset keeps the checkpoint's own generation config, so a run
+    gives what `model.generate(pixel_values)` gives unless you say otherwise.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_new_tokens: int = Field(
-        default=64, ge=1, description="Longest text generated per image, in tokens."
+    max_new_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Longest text per image, in tokens. Unset: the checkpoint's max_length "
+        "(often 20 tokens, which cuts long lines; a warning says so).",
     )
-    num_beams: int = Field(default=1, ge=1, description="Beam width; 1 means greedy or sampling.")
-    do_sample: bool = Field(
-        default=False, description="Sample instead of greedy/beam search (seeded per image)."
+    num_beams: int | None = Field(
+        default=None, ge=1, description="Beam width. Unset: the checkpoint's (usually 1, greedy)."
     )
-    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
-    top_k: int = Field(default=50, ge=0, description="Sampling: keep the k likeliest tokens.")
-    top_p: float = Field(
-        default=1.0, gt=0, le=1, description="Sampling: nucleus probability mass to keep."
+    do_sample: bool | None = Field(
+        default=None,
+        description="Sample (seeded per image) instead of greedy/beam search. Unset: the "
+        "checkpoint's (usually off).",
+    )
+    temperature: float | None = Field(default=None, gt=0, description="Sampling temperature.")
+    top_k: int | None = Field(
+        default=None, ge=0, description="Sampling: keep the k likeliest tokens."
+    )
+    top_p: float | None = Field(
+        default=None, gt=0, le=1, description="Sampling: nucleus probability mass to keep."
     )
     seed: int = Field(
         default=0,
@@ -75,3 +88,8 @@ class GenerationSettings(BaseModel):
         description="Decoder prompt the text starts from, e.g. Donut's task token "
         "'<s_cord-v2>'. It is not part of the output text.",
     )
+
+    def generate_overrides(self) -> dict[str, int | float | bool]:
+        """The `generate` arguments set here; the rest stay the checkpoint's."""
+        names = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}

@@ -44,6 +44,15 @@ def test_batched_greedy_and_beam_equal_one_image_at_a_time(loaded, pixels):
         assert len(set(batched)) > 1, "the tiny model should tell images apart"
 
 
+def test_unset_settings_keep_the_checkpoint_defaults_and_warn_about_length(loaded, pixels, caplog):
+    generator = TextGenerator(loaded, GenerationSettings())
+    assert "max_new_tokens is unset and the model stops at max_length=20" in caplog.text
+    expected = loaded.model.generate(torch.from_numpy(pixels))
+    assert generator.generate(pixels) == loaded.tokenizer.batch_decode(
+        expected, skip_special_tokens=True
+    )
+
+
 def test_sampling_is_reproducible_from_row_seeds(loaded, pixels):
     generator = TextGenerator(loaded, GenerationSettings(max_new_tokens=10, do_sample=True))
     seeds = [row_seed(7, "shard", str(i)) for i in range(len(pixels))]

@@ -128,7 +128,7 @@ def test_other_settings_are_refused_unless_overwrite(webdataset_input, tiny_mode
     run_job(job_config(root, tmp_path / "out", tiny_model))
     before = pq.read_schema(tmp_path / "out" / "empty.parquet").metadata
     beam = job_config(root, tmp_path / "out", tiny_model, generation={"num_beams": 2})
-    with pytest.raises(OutputConflictError, match=r"generation\.num_beams: 1 -> 2.*--overwrite"):
+    with pytest.raises(OutputConflictError, match=r"generation\.num_beams: None -> 2.*--overwrite"):
         run_job(beam)
     overwrite = job_config(
         root, tmp_path / "out", tiny_model, generation={"num_beams": 2}, output={"overwrite": True}
