@@ -66,6 +66,12 @@ class ComputeSettings(_Section):
         description="GPUs per generation actor. Unset: 1 when the cluster has GPUs, else 0.",
     )
     cpus_per_actor: float = Field(default=1, gt=0, description="CPUs per generation actor.")
+    cpus_per_task: float = Field(
+        default=0.5,
+        gt=0,
+        description="CPUs reserved per read/decode task. Keep it unlike cpus_per_actor: "
+        "equal shares let Ray fuse decoding into the generation actors.",
+    )
     batch_size: int = Field(default=16, ge=1, description="Images per generate() call.")
     ray_address: str | None = Field(
         default=None,

@@ -53,7 +53,12 @@ def actor_resources(compute: ComputeSettings) -> ActorResources:
 
 
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:
-    """One block per shard, so a shard is read by exactly one task."""
+    """One block per shard, so a shard is read by exactly one task.
+
+    Ray restarts a dead generation actor and retries its batch (its defaults for actor
+    pools). Read and decode run as tasks beside the actors as long as their CPU share
+    differs from the actors'; with equal shares Ray fuses them into the actors.
+    """
     batch_size = config.compute.batch_size
     items = [shard.to_item() for shard in shards]
     return (
@@ -63,6 +68,7 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
             batch_size=1,
             batch_format="pyarrow",
             fn_kwargs={"input_settings": config.input, "storage": config.storage},
+            num_cpus=config.compute.cpus_per_task,
         )
         .map_batches(
             preprocess,
@@ -72,6 +78,7 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
                 "model_settings": config.model,
                 "max_image_pixels": config.input.max_image_pixels,
             },
+            num_cpus=config.compute.cpus_per_task,
         )
         .map_batches(
             GenerationStage,
@@ -81,9 +88,5 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
             compute=ActorPoolStrategy(size=resources.actors),
             num_gpus=resources.gpus_per_actor,
             num_cpus=resources.cpus_per_actor,
-            # A dead actor is restarted and its batch retried. Setting these also keeps
-            # Ray from fusing the CPU stages into the actor, which would serialise them.
-            max_restarts=-1,
-            max_task_retries=-1,
         )
     )
