@@ -34,10 +34,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="process every shard not yet committed")
     run.add_argument("--config", help="YAML job config; flags override its fields")
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="process only the shards the ledger records as failed (same output and settings)",
+    )
     add_config_flags(run)
     status = commands.add_parser("status", help="summarise an output")
     status.add_argument("output_uri")
-    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.add_argument("--json", action="store_true", help="JSON: one object, or one per line")
+    status.add_argument(
+        "--failures", action="store_true", help="list every failed shard and row error"
+    )
     status.add_argument("--config", help="YAML job config whose storage section to use")
     demo = commands.add_parser("demo", help="run the pipeline on bundled sample shards, offline")
     demo.add_argument(
@@ -57,7 +65,7 @@ def load_job_config(config_path: str | None, args: argparse.Namespace) -> JobCon
 def _run(args: argparse.Namespace) -> int:
     from pipeline.runner import run_job
 
-    summary = run_job(load_job_config(args.config, args))
+    summary = run_job(load_job_config(args.config, args), retry_failed=args.retry_failed)
     log.info("done: %s", summary.line())
     for shard, error in sorted(summary.failed.items()):
         log.error("failed shard %s: %s", shard, error)
@@ -65,11 +73,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.status import format_status, output_status
+    from pipeline.status import failure_records, format_failures, format_status, output_status
 
     storage = StorageSettings()
     if args.config:
         storage = StorageSettings.model_validate(read_config_file(args.config).get("storage", {}))
+    if args.failures:
+        records = failure_records(args.output_uri, storage)
+        print("\n".join(map(json.dumps, records)) if args.json else format_failures(records))
+        return 0
     status = output_status(args.output_uri, storage)
     print(json.dumps(status) if args.json else format_status(status))
     return 0

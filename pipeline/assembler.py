@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
 class ShardFailure:
+    """Why a shard failed in a pass; `error` reads '<class>: <message>'."""
+
     error: str
     retryable: bool
+
+    @property
+    def error_class(self) -> str:
+        return self.error.split(":", 1)[0]
 
 
 class ShardAssembler:
@@ -20,6 +27,7 @@ class ShardAssembler:
         self.waiting = set(shard_ids)
         self.rows: dict[str, dict[int, dict[str, Any]]] = {}
         self.failed: dict[str, ShardFailure] = {}
+        self.first_row_at: dict[str, float] = {}
 
     def add(self, row: dict[str, Any]) -> list[dict[str, Any]] | None:
         """Take one row; returns the shard's rows once all of them are here."""
@@ -30,6 +38,7 @@ class ShardAssembler:
             self.fail(shard, ShardFailure(row["shard_error"], bool(row["retryable"])))
             return None
         rows = self.rows.setdefault(shard, {})
+        self.first_row_at.setdefault(shard, time.monotonic())
         if row["index"] >= 0:
             rows[row["index"]] = row
         if len(rows) < row["shard_rows"]:
@@ -40,10 +49,16 @@ class ShardAssembler:
     def fail(self, shard: str, failure: ShardFailure) -> None:
         self.waiting.discard(shard)
         self.rows.pop(shard, None)
+        self.first_row_at.pop(shard, None)
         self.failed[shard] = failure
 
-    def fail_unfinished(self, reason: str) -> None:
-        """At the end of a pass, shards still waiting lost rows somewhere: retry them."""
+    def fail_unfinished(self, error_class: str, reason: str) -> None:
+        """Shards still waiting when a pass ends or is cancelled: retry them."""
         for shard in sorted(self.waiting):
             got = len(self.rows.get(shard, {}))
-            self.fail(shard, ShardFailure(f"incomplete: {reason} ({got} rows arrived)", True))
+            self.fail(shard, ShardFailure(f"{error_class}: {reason} ({got} rows arrived)", True))
+
+    def slow_shards(self, older_than_s: float) -> list[str]:
+        """Shards whose first row came long ago but that are still not complete."""
+        now = time.monotonic()
+        return sorted(s for s, t in self.first_row_at.items() if now - t > older_than_s)

@@ -85,6 +85,12 @@ class RetrySettings(_Section):
         default=2.0, ge=0, description="Wait before the 2nd try; doubles per try after that."
     )
     backoff_max_s: float = Field(default=60.0, ge=0, description="Longest wait between tries.")
+    shard_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A pass in which nothing progresses for this long is cancelled; its "
+        "unfinished shards are retried and, after their last try, fail with class timeout.",
+    )
 
 
 class StorageSettings(_Section):

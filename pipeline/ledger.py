@@ -22,6 +22,7 @@ from pipeline.storage import join
 
 RUN_FILE = "run.json"
 FAILED_DIR = "failed"
+ROW_ERRORS_DIR = "row_errors"
 
 
 def output_settings(config: JobConfig, model_identity: str) -> dict[str, Any]:
@@ -55,6 +56,10 @@ class FailedShard:
     shard: str
     error: str
     attempts: int
+
+    @property
+    def error_class(self) -> str:
+        return self.error.split(":", 1)[0]
 
 
 class Ledger:
@@ -108,7 +113,13 @@ class Ledger:
         return join(self.dir, FAILED_DIR, f"{shard_id}.json")
 
     def record_failure(self, shard_id: str, error: str, attempts: int) -> None:
-        record = {"shard": shard_id, "error": error, "attempts": attempts, "time": time.time()}
+        record = {
+            "shard": shard_id,
+            "error_class": error.split(":", 1)[0],
+            "error": error,
+            "attempts": attempts,
+            "time": time.time(),
+        }
         write_atomically(self.fs, self._failed_path(shard_id), json.dumps(record).encode())
 
     def clear_failure(self, shard_id: str) -> None:
@@ -116,10 +127,38 @@ class Ledger:
             self.fs.rm_file(self._failed_path(shard_id))
 
     def failures(self) -> list[FailedShard]:
-        directory = join(self.dir, FAILED_DIR)
+        records = self._read_records(FAILED_DIR)
+        return [FailedShard(r["shard"], r["error"], r["attempts"]) for r in records]
+
+    def record_row_errors(self, shard_id: str, keys_and_errors: list[tuple[str, str]]) -> None:
+        """One JSON line per row error of a committed shard, beside the failed shards."""
+        lines = [
+            json.dumps(
+                {
+                    "shard": shard_id,
+                    "key": key,
+                    "error_class": error.split(":", 1)[0],
+                    "error": error,
+                    "attempts": 1,
+                }
+            )
+            for key, error in keys_and_errors
+        ]
+        path = join(self.dir, ROW_ERRORS_DIR, f"{shard_id}.jsonl")
+        write_atomically(self.fs, path, ("\n".join(lines) + "\n").encode())
+
+    def row_errors(self) -> list[dict[str, Any]]:
+        return self._read_records(ROW_ERRORS_DIR)
+
+    def _read_records(self, directory: str) -> list[dict[str, Any]]:
         try:
-            paths = sorted(self.fs.find(directory, withdirs=False))
+            paths = sorted(self.fs.find(join(self.dir, directory), withdirs=False))
         except FileNotFoundError:
             return []
-        records = [json.loads(data) for data in self.fs.cat(paths).values()] if paths else []
-        return [FailedShard(r["shard"], r["error"], r["attempts"]) for r in records]
+        contents = self.fs.cat(paths) if paths else {}
+        return [
+            json.loads(line)
+            for path in paths
+            for line in contents[path].decode().splitlines()
+            if line.strip()
+        ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from tqdm import tqdm
 
@@ -30,6 +31,8 @@ class Progress:
         self.start = time.monotonic()
         self.interval = log_interval_s
         self.last_log = self.start
+        # Set by the runner: shards in flight unusually long, named in progress lines.
+        self.slow_shards: Callable[[], list[str]] = list
         interactive = sys.stderr.isatty() if interactive is None else interactive
         self.bar = (
             tqdm(total=shards_total, unit="shard", dynamic_ncols=True) if interactive else None
@@ -69,7 +72,9 @@ class Progress:
         now = time.monotonic()
         if self.bar is None and now - self.last_log >= self.interval:
             self.last_log = now
-            log.info("progress: %s", self.line())
+            slow = self.slow_shards()
+            suffix = f"; in flight unusually long: {', '.join(slow[:5])}" if slow else ""
+            log.info("progress: %s%s", self.line(), suffix)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ray.data.exceptions import ExecutionTimeoutError
+
 from model import ModelLoadError, check_model
 from pipeline.assembler import ShardAssembler, ShardFailure
 from pipeline.commit import commit_shard, committed_files
@@ -54,21 +56,32 @@ class _Job:
         self.summary = summary
         self.earlier_failures = {failure.shard for failure in ledger.failures()}
         self.progress: Progress | None = None
+        # A shard still incomplete this long after its first row is named in progress lines.
+        self.slow_after_s = config.retry.shard_timeout_s / 4
 
     def commit(self, shard_id: str, rows: list[dict]) -> None:
         table = commit_shard(self.ledger.fs, self.ledger.root, shard_id, rows, self.fingerprint)
-        errors = table.num_rows - table.column("error").null_count
+        errors = [(row["key"], row["error"]) for row in rows if row["error"] is not None]
+        if errors:
+            self.ledger.record_row_errors(shard_id, errors)
         self.summary.shards_committed += 1
         self.summary.rows += table.num_rows
-        self.summary.row_errors += errors
+        self.summary.row_errors += len(errors)
         if shard_id in self.earlier_failures:
             self.ledger.clear_failure(shard_id)
         self.progress.shard_committed(table.num_rows)
 
     def run_pass(self, shards: list[Shard], resources: ActorResources) -> dict[str, ShardFailure]:
-        """Stream every shard once through the plan; commit each as it completes."""
+        """Stream every shard once through the plan; commit each as it completes.
+
+        Ray Data cancels the pass when nothing progresses for `retry.shard_timeout_s`
+        (its no-progress guard), so a hung read, store or model cannot stall the run.
+        """
         assembler = ShardAssembler({shard.id for shard in shards})
+        self.progress.slow_shards = lambda: assembler.slow_shards(self.slow_after_s)
+        timeout_s = self.config.retry.shard_timeout_s
         dataset = build_plan(shards, self.config, resources)
+        dataset.context.execution_no_progress_timeout_s = timeout_s
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
                 for row in batch.to_pylist():
@@ -76,12 +89,15 @@ class _Job:
                     if rows is not None:
                         self._commit_or_fail(assembler, row["shard"], rows)
                 self.progress.tick()
+        except ExecutionTimeoutError:
+            log.warning("no progress for %.0fs: cancelling the pass", timeout_s)
+            assembler.fail_unfinished("timeout", f"no progress for {timeout_s:.0f}s")
         except Exception as error:  # Ray aborted the pass; shards not committed are retried
             if "ModelLoadError" in str(error):
                 raise ModelLoadError(_model_error_text(error)) from None
             log.warning("pass aborted: %s: %s", type(error).__name__, error)
-            assembler.fail_unfinished(f"pass aborted by {type(error).__name__}")
-        assembler.fail_unfinished("rows missing at the end of the pass")
+            assembler.fail_unfinished("lost", f"pass aborted by {type(error).__name__}")
+        assembler.fail_unfinished("lost", "rows missing at the end of the pass")
         return assembler.failed
 
     def _commit_or_fail(self, assembler: ShardAssembler, shard_id: str, rows: list[dict]) -> None:
@@ -101,9 +117,10 @@ def _backoff(config: JobConfig, attempt: int) -> float:
     return min(config.retry.backoff_s * 2 ** (attempt - 1), config.retry.backoff_max_s)
 
 
-def run_job(config: JobConfig) -> RunSummary:
+def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     """Run the job to the end. Shards that fail after their retries are recorded in the
-    ledger and named in the summary; the others are committed."""
+    ledger and named in the summary; the others are committed. With `retry_failed`, only
+    the shards the ledger records as failed are processed."""
     start = time.monotonic()
     input_fs, input_root = open_filesystem(config.input.uri, config.storage)
     shards = discover_shards(input_fs, input_root, config.input)
@@ -115,7 +132,10 @@ def run_job(config: JobConfig) -> RunSummary:
     )
     done = committed_files(output_fs, output_root)
     pending = [shard for shard in shards if shard.id not in done]
-    summary = RunSummary(config.output.uri, len(shards), len(shards) - len(pending))
+    if retry_failed:
+        failed = {failure.shard for failure in ledger.failures()}
+        pending = [shard for shard in pending if shard.id in failed]
+    summary = RunSummary(config.output.uri, len(shards), sum(s.id in done for s in shards))
     log.info(
         "%d shards under %s, %d already committed",
         len(shards),

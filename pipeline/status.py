@@ -41,8 +41,51 @@ def output_status(uri: str, storage: StorageSettings) -> dict[str, Any]:
         "shards_pending": total - len(files) - len(failures),
         "rows": sum(rows for rows, _ in counts),
         "row_errors": sum(errors for _, errors in counts),
-        "failed": [{"shard": f.shard, "error": f.error, "attempts": f.attempts} for f in failures],
+        "failed": [
+            {
+                "shard": f.shard,
+                "error_class": f.error_class,
+                "error": f.error,
+                "attempts": f.attempts,
+            }
+            for f in failures
+        ],
     }
+
+
+def failure_records(uri: str, storage: StorageSettings) -> list[dict[str, Any]]:
+    """Every failed shard and every row error of a committed shard, one record each:
+    kind (shard or row), shard, key, error_class, error, attempts."""
+    fs, root = open_filesystem(uri, storage)
+    ledger = Ledger(fs, root)
+    committed = committed_files(fs, root)
+    shards = [
+        {
+            "kind": "shard",
+            "shard": f.shard,
+            "key": None,
+            "error_class": f.error_class,
+            "error": f.error,
+            "attempts": f.attempts,
+        }
+        for f in ledger.failures()
+        if f.shard not in committed
+    ]
+    rows = [{"kind": "row", **r} for r in ledger.row_errors() if r["shard"] in committed]
+    return shards + rows
+
+
+def format_failures(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "no failures"
+    header = f"{'kind':5}  {'class':8}  {'attempts':8}  {'shard':24}  {'key':16}  error"
+    lines = [header]
+    for r in records:
+        lines.append(
+            f"{r['kind']:5}  {r['error_class']:8}  {r['attempts']:<8}  {r['shard']:24}  "
+            f"{r['key'] or '-':16}  {r['error']}"
+        )
+    return "\n".join(lines)
 
 
 def format_status(status: dict[str, Any]) -> str:
