@@ -8,7 +8,6 @@ image column) raise `ShardReadError`.
 from __future__ import annotations
 
 import gzip
-import logging
 import posixpath
 import tarfile
 import zlib
@@ -21,8 +20,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.shards import IMAGE_EXTENSIONS, Shard
-
-log = logging.getLogger(__name__)
 
 SIDECAR_EXTENSIONS = ("json", "txt", "cls")
 # Passthrough columns may not shadow the output's own columns.
@@ -73,9 +70,11 @@ def _split_member(name: str) -> tuple[str, str] | None:
 
 
 def read_webdataset(fs: fsspec.AbstractFileSystem, shard: Shard, _settings) -> SourceRows:
-    """Group tar members by key; the image is the member with an image extension,
-    .json/.txt/.cls members become string columns named by their extension."""
-    samples: dict[str, dict[str, bytes]] = {}
+    """Group consecutive tar members by key (WebDataset keeps a sample's members
+    together); the image is the member with an image extension, .json/.txt/.cls members
+    become string columns named by their extension. A key that comes back later, or a
+    repeated member, starts a new sample: it gets its own row, flagged as a duplicate."""
+    samples: list[tuple[str, dict[str, bytes]]] = []
     try:
         with fs.open(shard.paths[0], "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
@@ -83,17 +82,14 @@ def read_webdataset(fs: fsspec.AbstractFileSystem, shard: Shard, _settings) -> S
                 if parsed is None:
                     continue
                 key, extension = parsed
-                data = tar.extractfile(member).read()
-                sample = samples.setdefault(key, {})
-                if extension in sample:
-                    log.warning("shard %s: duplicate member %s ignored", shard.id, member.name)
-                    continue
-                sample[extension] = data
+                if not samples or samples[-1][0] != key or extension in samples[-1][1]:
+                    samples.append((key, {}))
+                samples[-1][1][extension] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise ShardReadError(f"corrupt or truncated tar: {type(error).__name__}: {error}") from None
     keys, images, errors = [], [], []
     sidecars: dict[str, list[str | None]] = {ext: [] for ext in SIDECAR_EXTENSIONS}
-    for key, sample in samples.items():
+    for key, sample in samples:
         image_ext = next((ext for ext in sample if ext in IMAGE_EXTENSIONS), None)
         keys.append(key)
         images.append(sample.get(image_ext) if image_ext else None)

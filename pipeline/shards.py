@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import fsspec
 
@@ -40,13 +41,14 @@ class Shard:
 def shard_id(relative_path: str) -> str:
     """The id of a shard: its path relative to the input root without extension.
 
-    Object names are untrusted: '..', '.', empty parts, backslashes and control
-    characters are removed or replaced, so `<output>/<id>.parquet` stays inside the
-    output. The result is deterministic, so reruns find the same ids.
+    Object names are untrusted: percent-encoding is decoded first (so '%2e%2e' is
+    '..'), then '..', '.', empty parts, backslashes and control characters are removed
+    or replaced, so `<output>/<id>.parquet` stays inside the output. The result is
+    deterministic, so reruns find the same ids.
     """
     parts = [
         _CONTROL_CHARS.sub("_", part)
-        for part in relative_path.replace("\\", "/").split("/")
+        for part in unquote(relative_path).replace("\\", "/").split("/")
         if part not in ("", ".", "..")
     ]
     if not parts:

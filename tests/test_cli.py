@@ -12,8 +12,11 @@ from tests.data import sample_images, webdataset_members, write_tar
 def shardscribe(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
     return subprocess.run(
         [sys.executable, "-m", "jobs", *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_config_typo_exits_2_naming_the_field(tmp_path, tiny_model):
@@ -25,24 +28,39 @@ def test_config_typo_exits_2_naming_the_field(tmp_path, tiny_model):
 
 
 def test_bad_flag_value_exits_2_naming_it(tmp_path, tiny_model):
-    result = shardscribe("run", "--input", "x", "--output", "y", "--model", tiny_model,
-                         "--batch-size", "lots")  # fmt: skip
+    result = shardscribe(
+        "run", "--input", "x", "--output", "y", "--model", tiny_model, "--batch-size", "lots"
+    )
     assert result.returncode == 2
     assert "compute.batch_size: Input should be a valid integer" in result.stderr
     assert "'lots'" in result.stderr
 
 
 def test_missing_input_exits_2(tmp_path, tiny_model):
-    result = shardscribe("run", "--input", str(tmp_path / "nope"), "--output",
-                         str(tmp_path / "out"), "--model", tiny_model)  # fmt: skip
+    result = shardscribe(
+        "run",
+        "--input",
+        str(tmp_path / "nope"),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        tiny_model,
+    )
     assert result.returncode == 2
     assert f"input {tmp_path / 'nope'} does not exist or is empty" in result.stderr
 
 
 def test_unloadable_model_exits_2_before_any_work(tmp_path):
     write_tar(tmp_path / "in" / "a.tar", webdataset_members(sample_images(1)))
-    result = shardscribe("run", "--input", str(tmp_path / "in"), "--output",
-                         str(tmp_path / "out"), "--model", str(tmp_path / "no-model"))  # fmt: skip
+    result = shardscribe(
+        "run",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        str(tmp_path / "no-model"),
+    )
     assert result.returncode == 2
     assert "cannot load the config of model" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -52,8 +70,19 @@ def test_run_then_status_json(tmp_path, tiny_model):
     write_tar(tmp_path / "in" / "a.tar", webdataset_members(sample_images(3)))
     write_tar(tmp_path / "in" / "b.tar", webdataset_members(sample_images(2, offset=3)))
     out = str(tmp_path / "out")
-    result = shardscribe("run", "--input", str(tmp_path / "in"), "--output", out, "--model",
-                         tiny_model, "--max-new-tokens", "8", "--batch-size", "2")  # fmt: skip
+    result = shardscribe(
+        "run",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        out,
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 shards committed, 0 already done, 0 failed; 5 rows, 0 row errors" in result.stderr
     assert "\x1b[" not in result.stderr  # no progress-bar or colour escape codes in logs

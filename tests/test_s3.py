@@ -38,8 +38,12 @@ def bucket(s3, tmp_path_factory):
 
 
 def _storage(server) -> dict:
-    return {"endpoint_url": server.endpoint_url, "access_key_id": server.access_key_id,
-            "secret_access_key": server.secret_access_key, "region": server.region}  # fmt: skip
+    return {
+        "endpoint_url": server.endpoint_url,
+        "access_key_id": server.access_key_id,
+        "secret_access_key": server.secret_access_key,
+        "region": server.region,
+    }
 
 
 @pytest.mark.usefixtures("ray_cluster")
@@ -53,8 +57,13 @@ def _storage(server) -> dict:
 )
 def test_every_format_from_s3_to_s3(bucket, tiny_model, reference, prefix, extra, expected_files):
     server, images = bucket
-    config = job_config(f"s3://data/{prefix}/", f"s3://data/out-{prefix}/", tiny_model,
-                        input=extra, storage=_storage(server))  # fmt: skip
+    config = job_config(
+        f"s3://data/{prefix}/",
+        f"s3://data/out-{prefix}/",
+        tiny_model,
+        input=extra,
+        storage=_storage(server),
+    )
     summary = run_job(config)
     assert (summary.exit_code, summary.shards_committed) == (0, len(expected_files))
     fs = server.filesystem()
@@ -76,8 +85,17 @@ def test_every_format_from_s3_to_s3(bucket, tiny_model, reference, prefix, extra
 def test_cli_with_aws_variables_only_then_rerun(bucket, tiny_model):
     server, _ = bucket
     env = {**os.environ, **server.env()}
-    args = ("run", "--input", "s3://data/wds/", "--output", "s3://data/cli-out/", "--model",
-            tiny_model, "--max-new-tokens", "6")  # fmt: skip
+    args = (
+        "run",
+        "--input",
+        "s3://data/wds/",
+        "--output",
+        "s3://data/cli-out/",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "6",
+    )
     first = shardscribe(*args, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert server.secret_access_key not in first.stderr + first.stdout
@@ -91,7 +109,15 @@ def test_cli_with_aws_variables_only_then_rerun(bucket, tiny_model):
 def test_missing_bucket_exits_2(bucket, tiny_model):
     server, _ = bucket
     env = {**os.environ, **server.env()}
-    result = shardscribe("run", "--input", "s3://no-such-bucket/x/", "--output",
-                         "s3://data/never/", "--model", tiny_model, env=env)  # fmt: skip
+    result = shardscribe(
+        "run",
+        "--input",
+        "s3://no-such-bucket/x/",
+        "--output",
+        "s3://data/never/",
+        "--model",
+        tiny_model,
+        env=env,
+    )
     assert result.returncode == 2
     assert "input s3://no-such-bucket/x/ does not exist or is empty" in result.stderr

@@ -19,6 +19,9 @@ fs = fsspec.filesystem("file")
         ("dir\\..\\evil.tar", "dir/evil"),
         ("./a/./b.parquet", "a/b"),
         ("bad\x00name\x1b.tar", "bad_name_"),
+        ("%2e%2e/%2E%2E/x.tar", "x"),
+        ("a%2f..%2f..%5cb.tar", "a/b"),
+        ("line%0abreak.tar", "line_break"),
     ],
 )
 def test_shard_ids_are_relative_and_sanitised(relative, expected):
