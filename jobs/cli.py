@@ -21,10 +21,10 @@ from pipeline.config import (
     read_config_file,
     validate_config,
 )
-from pipeline.errors import ConfigError, InputError, OutputConflictError
+from pipeline.errors import ConfigError, InputError, OutputBusyError, OutputConflictError
 
 log = logging.getLogger("shardscribe")
-USAGE_ERRORS = (ConfigError, InputError, OutputConflictError, ModelLoadError)
+USAGE_ERRORS = (ConfigError, InputError, OutputConflictError, OutputBusyError, ModelLoadError)
 
 
 def _parser() -> argparse.ArgumentParser:

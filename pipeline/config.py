@@ -52,6 +52,12 @@ class OutputSettings(_Section):
         default=False,
         description="Start over when the output holds results made with other settings.",
     )
+    lease_ttl_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long the output lease lasts without renewal (renewed every quarter "
+        "of it). A run killed on another host blocks the output at most this long.",
+    )
 
 
 class ComputeSettings(_Section):

@@ -11,3 +11,7 @@ class InputError(ValueError):
 
 class OutputConflictError(RuntimeError):
     """The output holds results made with other settings (exit 2 unless --overwrite)."""
+
+
+class OutputBusyError(RuntimeError):
+    """Another run holds the output's lease (exit 2)."""

@@ -18,6 +18,7 @@ import fsspec
 from pipeline.commit import LEDGER_DIR, SCHEMA_VERSION, committed_files, write_atomically
 from pipeline.config import JobConfig
 from pipeline.errors import OutputConflictError
+from pipeline.lease import LEASE_FILE
 from pipeline.storage import join
 
 RUN_FILE = "run.json"
@@ -102,10 +103,10 @@ class Ledger:
         return fingerprint
 
     def clear(self) -> None:
-        """Remove every committed file and the ledger (for --overwrite)."""
+        """Remove every committed file and the ledger, except the lease (for --overwrite)."""
         paths = list(committed_files(self.fs, self.root).values())
         if self.fs.exists(self.dir):
-            paths += self.fs.find(self.dir)
+            paths += [p for p in self.fs.find(self.dir) if not p.endswith(f"/{LEASE_FILE}")]
         if paths:
             self.fs.rm(paths)
 

@@ -13,6 +13,8 @@ from model import ModelLoadError, check_model
 from pipeline.assembler import ShardAssembler, ShardFailure
 from pipeline.commit import commit_shard, committed_files
 from pipeline.config import JobConfig
+from pipeline.errors import OutputBusyError
+from pipeline.lease import OutputLease
 from pipeline.ledger import Ledger, output_settings
 from pipeline.plan import ActorResources, actor_resources, build_plan, connect_ray
 from pipeline.progress import Progress
@@ -49,9 +51,17 @@ class RunSummary:
 class _Job:
     """One run's state: the output, the fingerprint, progress and the summary."""
 
-    def __init__(self, config: JobConfig, ledger: Ledger, fingerprint: str, summary: RunSummary):
+    def __init__(
+        self,
+        config: JobConfig,
+        ledger: Ledger,
+        lease: OutputLease,
+        fingerprint: str,
+        summary: RunSummary,
+    ):
         self.config = config
         self.ledger = ledger
+        self.lease = lease
         self.fingerprint = fingerprint
         self.summary = summary
         self.earlier_failures = {failure.shard for failure in ledger.failures()}
@@ -60,6 +70,7 @@ class _Job:
         self.slow_after_s = config.retry.shard_timeout_s / 4
 
     def commit(self, shard_id: str, rows: list[dict]) -> None:
+        self.lease.check()
         table = commit_shard(self.ledger.fs, self.ledger.root, shard_id, rows, self.fingerprint)
         errors = [(row["key"], row["error"]) for row in rows if row["error"] is not None]
         if errors:
@@ -89,6 +100,8 @@ class _Job:
                     if rows is not None:
                         self._commit_or_fail(assembler, row["shard"], rows)
                 self.progress.tick()
+        except OutputBusyError:
+            raise
         except ExecutionTimeoutError:
             log.warning("no progress for %.0fs: cancelling the pass", timeout_s)
             assembler.fail_unfinished("timeout", f"no progress for {timeout_s:.0f}s")
@@ -126,11 +139,24 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     shards = discover_shards(input_fs, input_root, config.input)
     identity = check_model(config.model)
     output_fs, output_root = open_filesystem(config.output.uri, config.storage)
-    ledger = Ledger(output_fs, output_root)
+    lease = OutputLease(output_fs, output_root, config.output.lease_ttl_s)
+    lease.acquire()
+    try:
+        summary = _run_shards(config, shards, identity, lease, retry_failed)
+    finally:
+        lease.release()
+    summary.seconds = time.monotonic() - start
+    return summary
+
+
+def _run_shards(
+    config: JobConfig, shards: list[Shard], identity: str, lease: OutputLease, retry_failed: bool
+) -> RunSummary:
+    ledger = Ledger(lease.fs, lease.root)
     fingerprint = ledger.start_run(
         output_settings(config, identity), config.input.uri, len(shards), config.output.overwrite
     )
-    done = committed_files(output_fs, output_root)
+    done = committed_files(lease.fs, lease.root)
     pending = [shard for shard in shards if shard.id not in done]
     if retry_failed:
         failed = {failure.shard for failure in ledger.failures()}
@@ -144,9 +170,8 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     )
     if pending:
         connect_ray(config.compute.ray_address)
-        job = _Job(config, ledger, fingerprint, summary)
+        job = _Job(config, ledger, lease, fingerprint, summary)
         _run_with_retries(job, pending, actor_resources(config.compute))
-    summary.seconds = time.monotonic() - start
     return summary
 
 
