@@ -45,13 +45,13 @@ def s3(tmp_path_factory):
 
 
 def job_config(
-    input_uri: str | Path, output_uri: str | Path, model: str, **sections: Any
+    input_uri: str | Path, output_uri: str | Path, model_path: str, **sections: Any
 ) -> JobConfig:
     """A test job: small batches, quick retries; `sections` override per section."""
     data: dict[str, Any] = {
         "input": {"uri": str(input_uri)},
         "output": {"uri": str(output_uri)},
-        "model": {"name": model},
+        "model": {"name": model_path},
         "generation": {"max_new_tokens": 12},
         "compute": {"batch_size": 4, "actors": 1},
         "retry": {"backoff_s": 0.1},

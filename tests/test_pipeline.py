@@ -183,3 +183,20 @@ def test_sampling_reproduces_across_runs_and_batch_sizes(webdataset_input, tiny_
     first = read_output(tmp_path / "a" / "train" / "a.parquet")
     assert first == read_output(tmp_path / "b" / "train" / "a.parquet")
     assert len({row["text"] for row in first.values()}) > 1
+
+
+def test_retry_failed_redoes_only_failed_shards_and_leaves_the_rest_untouched(tiny_model, tmp_path):
+    write_tar(tmp_path / "in" / "good.tar", webdataset_members(sample_images(2)))
+    bad = write_tar(tmp_path / "in" / "bad.tar", webdataset_members(sample_images(3, offset=2)))
+    bad.write_bytes(bad.read_bytes()[:1500])
+    config = job_config(tmp_path / "in", tmp_path / "out", tiny_model)
+    assert run_job(config).failed.keys() == {"bad"}
+    good_bytes = (tmp_path / "out" / "good.parquet").read_bytes()
+    write_tar(bad, webdataset_members(sample_images(3, offset=2)))  # the shard is repaired
+    write_tar(tmp_path / "in" / "new.tar", webdataset_members(sample_images(1, offset=9)))
+    summary = run_job(config, retry_failed=True)
+    assert (summary.exit_code, summary.shards_committed, summary.rows) == (0, 1, 3)
+    assert (tmp_path / "out" / "good.parquet").read_bytes() == good_bytes
+    assert not (tmp_path / "out" / "new.parquet").exists()  # new shards wait for a plain run
+    status = output_status(str(tmp_path / "out"), config.storage)
+    assert (status["shards_done"], status["shards_failed"], status["failed"]) == (2, 0, [])
