@@ -95,7 +95,8 @@ class RetrySettings(_Section):
         default=600.0,
         gt=0,
         description="A pass in which nothing progresses for this long is cancelled; its "
-        "unfinished shards are retried and, after their last try, fail with class timeout.",
+        "unfinished shards are retried and, after their last try, fail with class timeout. "
+        "It must outlast starting the generation actors (loading the model).",
     )
 
 
@@ -114,6 +115,12 @@ class StorageSettings(_Section):
         default=None, description="S3 session token for temporary credentials; never printed."
     )
     anon: bool = Field(default=False, description="Read public buckets without credentials.")
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for an object store connection."
+    )
+    read_timeout_s: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for an object store response."
+    )
 
 
 class ProgressSettings(_Section):

@@ -12,7 +12,7 @@ from ray.data import ActorPoolStrategy, DataContext, Dataset
 
 from pipeline.config import ComputeSettings, JobConfig
 from pipeline.shards import Shard
-from pipeline.stages import GenerationStage, preprocess, read_shards
+from pipeline.stages import GenerationStage, read_and_preprocess
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +53,26 @@ def actor_resources(compute: ComputeSettings) -> ActorResources:
 
 
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:
-    """One block per shard, so a shard is read by exactly one task.
+    """One block per shard, read, decoded and preprocessed by exactly one CPU task, so a
+    hung or slow shard holds up no other; then the actor pool generates.
 
     Ray restarts a dead generation actor and retries its batch (its defaults for actor
-    pools). Read and decode run as tasks beside the actors as long as their CPU share
-    differs from the actors'; with equal shares Ray fuses them into the actors.
+    pools). The CPU tasks stay apart from the actors as long as their CPU share differs
+    from the actors'; with equal shares Ray fuses them into the actors.
     """
     batch_size = config.compute.batch_size
     items = [shard.to_item() for shard in shards]
     return (
         ray.data.from_items(items, override_num_blocks=len(items))
         .map_batches(
-            read_shards,
+            read_and_preprocess,
             batch_size=1,
             batch_format="pyarrow",
-            fn_kwargs={"input_settings": config.input, "storage": config.storage},
-            num_cpus=config.compute.cpus_per_task,
-        )
-        .map_batches(
-            preprocess,
-            batch_size=batch_size,
-            batch_format="pyarrow",
             fn_kwargs={
+                "input_settings": config.input,
+                "storage": config.storage,
                 "model_settings": config.model,
-                "max_image_pixels": config.input.max_image_pixels,
+                "chunk_rows": batch_size,
             },
             num_cpus=config.compute.cpus_per_task,
         )

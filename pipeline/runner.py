@@ -33,6 +33,7 @@ class RunSummary:
     rows: int = 0
     row_errors: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    retries: Counter[str] = field(default_factory=Counter)  # shard retries by error class
     seconds: float = 0.0
 
     @property
@@ -41,10 +42,11 @@ class RunSummary:
 
     def line(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
+        retries = ", ".join(f"{n} {kind}" for kind, n in sorted(self.retries.items()))
         return (
             f"{self.shards_committed} shards committed, {self.shards_skipped} already done, "
             f"{len(self.failed)} failed; {self.rows} rows, {self.row_errors} row errors; "
-            f"{rate:.1f} images/s over {self.seconds:.1f}s"
+            f"shard retries: {retries or 'none'}; {rate:.1f} images/s over {self.seconds:.1f}s"
         )
 
 
@@ -190,6 +192,7 @@ def _run_with_retries(job: _Job, pending: list[Shard], resources: ActorResources
                 failure = failures[shard.id]
                 if failure.retryable and attempts[shard.id] < config.retry.max_attempts:
                     retry.append(shard)
+                    job.summary.retries[failure.error_class] += 1
                     continue
                 log.error(
                     "shard %s failed after %d attempt(s): %s",

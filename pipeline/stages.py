@@ -1,4 +1,4 @@
-"""The three Ray Data stages: read a shard, decode + preprocess, generate.
+"""The Ray Data stages: read + decode + preprocess a shard (CPU task), generate (actor).
 
 Rows carry `shard`, `key`, `index` (position in the shard) and `shard_rows` (how
 many rows the shard has) so the driver knows when a shard is complete. A shard
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -93,12 +94,21 @@ def _read_one(item: dict[str, Any], input_settings: InputSettings, storage: Stor
     ]
 
 
-def read_shards(
-    items: pa.Table, input_settings: InputSettings, storage: StorageSettings
-) -> pa.Table:
-    """Ray stage 1 (CPU task): shard descriptions -> one row per image, bytes included."""
-    rows = [row for item in items.to_pylist() for row in _read_one(item, input_settings, storage)]
-    return pa.Table.from_pylist(rows, schema=READ_SCHEMA)
+def read_and_preprocess(
+    items: pa.Table,
+    input_settings: InputSettings,
+    storage: StorageSettings,
+    model_settings: ModelSettings,
+    chunk_rows: int,
+) -> Iterator[pa.Table]:
+    """Ray CPU task, one per shard: read the shard, then decode and preprocess it in
+    chunks of `chunk_rows`, each yielded as its own block so pixels stream out instead
+    of piling up for a whole shard."""
+    for item in items.to_pylist():
+        rows = _read_one(item, input_settings, storage)
+        for start in range(0, len(rows), chunk_rows):
+            chunk = pa.Table.from_pylist(rows[start : start + chunk_rows], schema=READ_SCHEMA)
+            yield preprocess(chunk, model_settings, input_settings.max_image_pixels)
 
 
 @functools.lru_cache(maxsize=4)
@@ -116,7 +126,7 @@ def _blank_pixels(settings: ModelSettings) -> np.ndarray:
 def preprocess(
     batch: pa.Table, model_settings: ModelSettings, max_image_pixels: int | None
 ) -> pa.Table:
-    """Ray stage 2 (CPU task): decode image bytes and run the image processor.
+    """Decode image bytes and run the image processor.
 
     A bad image becomes a row error ('decode: ...'); its row keeps placeholder pixels.
     """
@@ -142,7 +152,7 @@ def preprocess(
 
 
 class GenerationStage:
-    """Ray stage 3 (actor): the model is loaded once per actor, then batched generate."""
+    """Ray actor stage: the model is loaded once per actor, then batched generate."""
 
     def __init__(self, model_settings: ModelSettings, generation: GenerationSettings):
         from transformers.utils import logging as hf_logging

@@ -30,6 +30,10 @@ def storage_options(url: str, settings: StorageSettings) -> dict[str, Any]:
         options["endpoint_url"] = settings.endpoint_url
     if settings.region:
         options["client_kwargs"] = {"region_name": settings.region}
+    options["config_kwargs"] = {
+        "connect_timeout": settings.connect_timeout_s,
+        "read_timeout": settings.read_timeout_s,
+    }
     return options
 
 
