@@ -57,7 +57,8 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
     hung or slow shard holds up no other; then the actor pool generates.
 
     Ray restarts a dead generation actor and retries its batch (its defaults for actor
-    pools). The CPU tasks stay apart from the actors as long as their CPU share differs
+    pools). The CPU tasks yield chunks of `batch_size` rows and the actors take each chunk as
+    one batch. The CPU tasks stay apart from the actors as long as their CPU share differs
     from the actors'; with equal shares Ray fuses them into the actors.
     """
     batch_size = config.compute.batch_size
@@ -78,7 +79,10 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
         )
         .map_batches(
             GenerationStage,
-            batch_size=batch_size,
+            # Each block is already one batch (a shard's chunk). Letting Ray assemble full
+            # batches across blocks would hold a finished shard's rows back until other
+            # shards deliver, and a hung shard would then stall everyone.
+            batch_size=None,
             batch_format="numpy",
             fn_constructor_kwargs={"model_settings": config.model, "generation": config.generation},
             compute=ActorPoolStrategy(size=resources.actors),

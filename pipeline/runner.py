@@ -96,7 +96,9 @@ class _Job:
         dataset = build_plan(shards, self.config, resources)
         dataset.context.execution_no_progress_timeout_s = timeout_s
         try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for batch in dataset.iter_batches(
+                batch_size=None, batch_format="pyarrow", prefetch_batches=0
+            ):
                 for row in batch.to_pylist():
                     rows = assembler.add(row)
                     if rows is not None:

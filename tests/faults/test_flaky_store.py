@@ -1,0 +1,90 @@
+"""A flaky and a hanging object store between the pipeline and S3."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.runner import run_job
+from tests.conftest import job_config
+from tests.data import sample_images, webdataset_members, write_tar
+from tests.faults.flaky_proxy import flaky_proxy
+
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("ray_cluster")]
+
+
+@pytest.fixture(scope="module")
+def shards(s3, tmp_path_factory):
+    """Four WebDataset shards in bucket `flaky`, and every image by key."""
+    s3.make_bucket("flaky")
+    fs, images = s3.filesystem(), {}
+    staging = tmp_path_factory.mktemp("flaky")
+    for shard in range(4):
+        batch = sample_images(3, offset=3 * shard)
+        fs.put_file(
+            str(write_tar(staging / f"{shard}.tar", webdataset_members(batch))),
+            f"flaky/in/{shard}.tar",
+        )
+        images |= batch
+    return images
+
+
+def _storage(s3, endpoint: str, **extra) -> dict:
+    return {
+        "endpoint_url": endpoint,
+        "access_key_id": s3.access_key_id,
+        "secret_access_key": s3.secret_access_key,
+        "region": s3.region,
+        **extra,
+    }
+
+
+def _output_rows(s3, prefix: str) -> list[dict]:
+    fs = s3.filesystem()
+    return [
+        row
+        for path in sorted(fs.glob(f"{prefix}/*.parquet"))
+        for row in pq.read_table(io.BytesIO(fs.cat_file(path))).to_pylist()
+    ]
+
+
+def test_ten_percent_faults_still_give_the_clean_output(s3, shards, tiny_model, reference):
+    with flaky_proxy(s3.endpoint_url, fault_rate=0.1, seed=7, delay_s=2.0) as proxy:
+        config = job_config(
+            "s3://flaky/in/",
+            "s3://flaky/out/",
+            tiny_model,
+            storage=_storage(s3, proxy.endpoint_url, read_timeout_s=1),
+            retry={"max_attempts": 5},
+        )
+        summary = run_job(config)
+    injected = proxy.stats.injected
+    assert sum(injected.values()) >= 3, proxy.stats.snapshot()
+    assert (summary.exit_code, summary.shards_committed, summary.failed) == (0, 4, {})
+    rows = _output_rows(s3, "flaky/out")
+    assert sorted(row["key"] for row in rows) == sorted(shards)
+    for row in rows:
+        assert row["text"] == reference.text(shards[row["key"]], max_new_tokens=12)
+
+
+def test_a_hanging_store_cannot_stall_the_run(s3, shards, tiny_model):
+    # Every request for shard 2 hangs far longer than the no-progress timeout.
+    with flaky_proxy(
+        s3.endpoint_url, fault_rate=1.0, modes=("delay",), delay_s=300, path_filter="in/2.tar"
+    ) as proxy:
+        config = job_config(
+            "s3://flaky/in/",
+            "s3://flaky/hung/",
+            tiny_model,
+            storage=_storage(s3, proxy.endpoint_url),
+            # The timeout must outlast starting the actor pool (a few seconds here).
+            retry={"max_attempts": 2, "shard_timeout_s": 30},
+        )
+        summary = run_job(config)
+    assert summary.exit_code == 1 and summary.shards_committed == 3
+    assert list(summary.failed) == ["2"]
+    assert summary.failed["2"].startswith("timeout: no progress for 30s")
+    assert summary.retries == {"timeout": 1}
+    assert summary.seconds < 150
