@@ -73,10 +73,10 @@ class _Job:
 
     def commit(self, shard_id: str, rows: list[dict]) -> None:
         self.lease.check()
-        table = commit_shard(self.ledger.fs, self.ledger.root, shard_id, rows, self.fingerprint)
         errors = [(row["key"], row["error"]) for row in rows if row["error"] is not None]
-        if errors:
+        if errors:  # before the commit: a record of a shard not committed is ignored
             self.ledger.record_row_errors(shard_id, errors)
+        table = commit_shard(self.ledger.fs, self.ledger.root, shard_id, rows, self.fingerprint)
         self.summary.shards_committed += 1
         self.summary.rows += table.num_rows
         self.summary.row_errors += len(errors)
