@@ -18,12 +18,20 @@ from pipeline.config import (
     JobConfig,
     StorageSettings,
     merge_overrides,
+    merge_sections,
     read_config_file,
     validate_config,
 )
 from pipeline.errors import ConfigError, InputError, OutputBusyError, OutputConflictError
 
 log = logging.getLogger("shardscribe")
+PRESETS = Path(__file__).parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in PRESETS.glob("*.yaml"))
+
+
 USAGE_ERRORS = (ConfigError, InputError, OutputConflictError, OutputBusyError, ModelLoadError)
 
 
@@ -34,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="process every shard not yet committed")
     run.add_argument("--config", help="YAML job config; flags override its fields")
+    run.add_argument(
+        "--preset",
+        choices=preset_names(),
+        help="start from a preset in jobs/presets/; --config and flags override it",
+    )
     run.add_argument(
         "--retry-failed",
         action="store_true",
@@ -57,15 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_job_config(config_path: str | None, args: argparse.Namespace) -> JobConfig:
-    data = read_config_file(config_path) if config_path else {}
+def load_job_config(
+    config_path: str | None, args: argparse.Namespace, preset: str | None = None
+) -> JobConfig:
+    """Preset, then the YAML file, then the flags: each later one wins field by field."""
+    data = read_config_file(PRESETS / f"{preset}.yaml") if preset else {}
+    if config_path:
+        data = merge_sections(data, read_config_file(config_path))
     return validate_config(merge_overrides(data, overrides_from(args)))
 
 
 def _run(args: argparse.Namespace) -> int:
     from pipeline.runner import run_job
 
-    summary = run_job(load_job_config(args.config, args), retry_failed=args.retry_failed)
+    config = load_job_config(args.config, args, args.preset)
+    summary = run_job(config, retry_failed=args.retry_failed)
     log.info("done: %s", summary.line())
     for shard, error in sorted(summary.failed.items()):
         log.error("failed shard %s: %s", shard, error)
@@ -93,7 +112,10 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, preset: str | None = None) -> int:
+    """The CLI; `preset` makes `run` the default command with that preset (jobs.ocr, ...)."""
+    if preset is not None:
+        argv = ["run", "--preset", preset, *(sys.argv[1:] if argv is None else argv)]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
     handler = {"run": _run, "status": _status, "demo": _demo}[args.command]

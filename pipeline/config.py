@@ -185,6 +185,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def merge_sections(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Two nested config dicts, `override` winning field by field within each section."""
+    merged = {section: dict(values) if isinstance(values, dict) else values
+              for section, values in base.items()}  # fmt: skip
+    for section, values in override.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
 def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Apply {"section.field": value} overrides (from flags) on top of a config dict."""
     merged = {

@@ -94,3 +94,24 @@ def test_run_then_status_json(tmp_path, tiny_model):
     } == {"shards_total": 2, "shards_done": 2, "shards_failed": 0, "rows": 5, "row_errors": 0}
     human = shardscribe("status", out)
     assert "2/2 committed, 0 failed, 0 pending" in human.stdout
+
+
+def test_job_module_runs_with_its_preset_and_flags():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.caption",
+            "--input",
+            "x",
+            "--output",
+            "y",
+            "--max-new-tokens",
+            "lots",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "generation.max_new_tokens: Input should be a valid integer" in result.stderr

@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from jobs.cli import _parser, load_job_config
+from jobs.cli import _parser, load_job_config, preset_names
 from jobs.flags import flag_table
 from pipeline.config import JobConfig, validate_config
 from pipeline.errors import ConfigError
@@ -84,3 +84,30 @@ def test_yaml_that_is_not_a_mapping_is_refused(tmp_path):
     path.write_text("- just a list\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_job_config(str(path), argparse.Namespace())
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_every_preset_validates_and_flags_override_it(preset, tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("generation: {max_new_tokens: 7}\n")
+    args = _parser().parse_args(
+        [
+            "run",
+            "--input",
+            "s3://b/in",
+            "--output",
+            "s3://b/out",
+            "--num-beams",
+            "2",
+            "--config",
+            str(path),
+        ]
+    )
+    config = load_job_config(args.config, args, preset)
+    assert config.generation.num_beams == 2  # flag over preset
+    assert config.generation.max_new_tokens == 7  # file over preset
+    assert config.model.name.startswith(("microsoft/", "nlpconnect/"))
+
+
+def test_presets_for_ocr_and_caption_exist():
+    assert {"ocr", "ocr-handwritten", "caption"} <= set(preset_names())
