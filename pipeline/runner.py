@@ -140,9 +140,12 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     the shards the ledger records as failed are processed."""
     start = time.monotonic()
     input_fs, input_root = open_filesystem(config.input.uri, config.storage)
-    shards = discover_shards(input_fs, input_root, config.input)
-    identity = check_model(config.model)
     output_fs, output_root = open_filesystem(config.output.uri, config.storage)
+    same_store = type(input_fs) is type(output_fs)
+    shards = discover_shards(
+        input_fs, input_root, config.input, exclude=output_root if same_store else None
+    )
+    identity = check_model(config.model)
     lease = OutputLease(output_fs, output_root, config.output.lease_ttl_s)
     lease.acquire()
     try:

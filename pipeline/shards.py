@@ -100,11 +100,18 @@ def list_input_files(fs: fsspec.AbstractFileSystem, root: str, uri: str) -> dict
 
 
 def discover_shards(
-    fs: fsspec.AbstractFileSystem, root: str, settings: InputSettings
+    fs: fsspec.AbstractFileSystem,
+    root: str,
+    settings: InputSettings,
+    exclude: str | None = None,
 ) -> list[Shard]:
     """Every shard under the input, sorted by id. Image folders are grouped per directory
-    into shards of `images_per_shard` files by sorted path, so membership is stable."""
+    into shards of `images_per_shard` files by sorted path, so membership is stable.
+    Files under `exclude` (an output inside the input) are not input."""
     files = list_input_files(fs, root, settings.uri)
+    if exclude is not None:
+        inside = exclude.rstrip("/") + "/"
+        files = {rel: path for rel, path in files.items() if not path.startswith(inside)}
     by_kind: dict[str, list[str]] = defaultdict(list)
     for rel in sorted(files):
         kind = _kind(rel)

@@ -78,3 +78,11 @@ def test_colliding_ids_are_refused(tmp_path):
     _touch(tmp_path, "a.tar", "a.tar.gz")
     with pytest.raises(InputError, match="same id 'a'"):
         discover_shards(fs, str(tmp_path), InputSettings(uri=str(tmp_path)))
+
+
+def test_an_output_inside_the_input_is_not_input(tmp_path):
+    _touch(tmp_path, "a.tar", "out/a.parquet", "out/sub/b.parquet")
+    shards = discover_shards(
+        fs, str(tmp_path), InputSettings(uri=str(tmp_path)), exclude=str(tmp_path / "out")
+    )
+    assert [s.id for s in shards] == ["a"]
