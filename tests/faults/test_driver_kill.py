@@ -1,0 +1,178 @@
+"""The driver killed: SIGKILL `shardscribe run` (with its local Ray) at each phase, rerun,
+and the output equals a clean run's exactly: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import StorageSettings
+from pipeline.status import failure_records
+from tests.faults.soak import (
+    DriverRun,
+    KillReport,
+    Row,
+    clean_run,
+    committed_count,
+    compare,
+    mistakable_strays,
+    run_command,
+    run_processes,
+    write_input,
+)
+
+pytestmark = pytest.mark.faults
+SHARDS, PER_SHARD = 6, 4
+RUN_TIMEOUT_S = 300.0
+DONE_LINE = re.compile(r"done: (\d+) shards committed, (\d+) already done, (\d+) failed")
+
+
+@dataclass(frozen=True)
+class CleanRun:
+    input_dir: Path
+    model: str
+    rows: Counter[Row]
+    failures: list[tuple]
+
+
+def _failures(output: Path) -> list[tuple]:
+    """The ledger's failed shards and row errors, as `status --failures` lists them."""
+    records = failure_records(str(output), StorageSettings())
+    return sorted((r["kind"], r["shard"], r["key"], r["error"]) for r in records)
+
+
+@pytest.fixture(scope="module")
+def clean(tiny_model, tmp_path_factory) -> CleanRun:
+    """The input, and the rows and ledger records of one run without faults."""
+    root = tmp_path_factory.mktemp("driver-kill")
+    input_dir = write_input(root / "in", SHARDS, PER_SHARD)
+    rows, _ = clean_run(input_dir, root / "clean", tiny_model, RUN_TIMEOUT_S)
+    assert sum(rows.values()) == SHARDS * PER_SHARD
+    assert sum(row[3] is not None for row in rows.elements()) == 1  # the corrupt image
+    return CleanRun(input_dir, tiny_model, rows, _failures(root / "clean"))
+
+
+def _ray_processes(run: DriverRun, prefix: str) -> list[int]:
+    """Pids of the run's processes whose command line contains `prefix`."""
+    return [pid for pid, info in run_processes(run.process.pid).items() if prefix in info.command]
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """When to kill a run, polled every few milliseconds with the shards committed when it
+    started (`base`), and how many may be committed by then, as (least, most)."""
+
+    condition: Callable[[DriverRun, Path, int], bool]
+    committed: Callable[[int], tuple[int, int]]
+    survey: bool = True  # list the run's processes before the kill (a few ms later)
+
+
+KILL_POINTS = {
+    # `ray.init` half done: the raylet is up, the generation actor not started yet
+    "ray-starting": KillPoint(
+        lambda run, out, base: (
+            bool(_ray_processes(run, "raylet/raylet")) and not _ray_processes(run, "ray::MapWorker")
+        ),
+        lambda base: (base, base),
+    ),
+    # Ray up, the generation actor pool starting, nothing committed by this run yet
+    "actor-starting": KillPoint(
+        lambda run, out, base: (
+            bool(_ray_processes(run, "ray::MapWorker")) and committed_count(out) == base
+        ),
+        lambda base: (base, base),
+    ),
+    # a commit just happened: this run's first shard file has appeared (in a fresh output
+    # usually shard 00, the one with the corrupt image, whose row error the ledger records
+    # right after the file); killed at once, without listing the processes first
+    "just-committed": KillPoint(
+        lambda run, out, base: committed_count(out) > base,
+        lambda base: (base + 1, SHARDS - 1),
+        survey=False,
+    ),
+    # generating: this run has committed a shard, at least half are done, others in flight
+    "generating": KillPoint(
+        lambda run, out, base: committed_count(out) >= max(base + 1, SHARDS // 2),
+        lambda base: (base + 1, SHARDS - 1),
+    ),
+    # every shard committed, the driver shutting its Ray down
+    "all-committed": KillPoint(
+        lambda run, out, base: committed_count(out) == SHARDS, lambda base: (SHARDS, SHARDS)
+    ),
+}
+
+
+def _file_identities(output: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of each committed file: a rerun must leave them untouched."""
+    return {
+        path.name: (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in output.glob("*.parquet")
+        if not path.name.startswith(".")
+    }
+
+
+def _raylet_pids() -> set[int]:
+    """Every raylet on the machine, as `pgrep -f raylet` sees them."""
+    found = subprocess.run(["pgrep", "-f", "raylet/raylet"], capture_output=True, text=True)
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def _kill_at(phase: str, command: list[str], output: Path) -> KillReport:
+    """Start a run and SIGKILL its process group at `phase`; then nothing of it may remain."""
+    point, base = KILL_POINTS[phase], committed_count(output)
+    run = DriverRun(command)
+    if not run.wait_until(lambda: point.condition(run, output, base), RUN_TIMEOUT_S):
+        run.finish(RUN_TIMEOUT_S)
+        pytest.fail(f"the run ended before the kill point {phase}:\n{run.stderr()[-3000:]}")
+    report = run.kill(committed_count(output), survey=point.survey)
+    least, most = point.committed(base)
+    assert least <= report.committed <= most, (phase, base, report)
+    assert report.orphans == [], f"processes of the killed run outlived it: {report.orphans}"
+    assert run_processes(run.process.pid) == {}, "processes of the killed run remain"
+    assert not set(report.raylets) & _raylet_pids(), f"raylet {report.raylets} still running"
+    print(
+        f"{phase}: killed at {report.at_s:.1f}s with {report.committed} committed "
+        f"({base} before), {report.processes} processes ({len(report.raylets)} raylet) gone "
+        f"{report.settled_s:.1f}s later"
+    )
+    return report
+
+
+@pytest.mark.parametrize(
+    "phases",
+    [("ray-starting", "actor-starting"), ("just-committed", "generating"), ("all-committed",)],
+    ids="+".join,
+)
+def test_killed_driver_then_rerun_gives_the_clean_output_exactly_once(
+    phases: tuple[str, ...], clean: CleanRun, tmp_path: Path
+):
+    """Kill a run at each phase in turn (each run after the first resumes the killed one),
+    then rerun to the end."""
+    output = tmp_path / "out"
+    command = run_command(clean.input_dir, output, clean.model)
+    survivors: dict[str, tuple[int, int]] = {}
+    for phase in phases:
+        report = _kill_at(phase, command, output)
+        survivors |= _file_identities(output)
+
+    rerun = DriverRun(command)
+    code = rerun.finish(RUN_TIMEOUT_S)
+    assert code == 0, rerun.stderr()[-3000:]
+    done = DONE_LINE.search(rerun.stderr())
+    assert done, rerun.stderr()[-3000:]
+    committed_now, already_done, failed = map(int, done.groups())
+    assert (committed_now + already_done, failed) == (SHARDS, 0)
+    assert already_done >= report.committed  # committed before the kill: not redone
+
+    result = compare(clean.rows, output)
+    assert (result.rows_lost, result.rows_duplicated, result.unreadable) == (0, 0, []), result
+    assert mistakable_strays(result.strays) == [], result.strays
+    print(f"rerun: {rerun.elapsed:.1f}s, {already_done} skipped; strays {result.strays or 'none'}")
+    assert {n: i for n, i in _file_identities(output).items() if n in survivors} == survivors
+    assert _failures(output) == clean.failures
