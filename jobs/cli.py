@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -116,6 +117,11 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
     """The CLI; `preset` makes `run` the default command with that preset (jobs.ocr, ...)."""
     if preset is not None:
         argv = ["run", "--preset", preset, *(sys.argv[1:] if argv is None else argv)]
+    if not sys.stderr.isatty():
+        # Logs and `ray job logs`: Ray colours forwarded worker lines and its "repeated Nx"
+        # notes; both settings are read when Ray is imported, which happens below.
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
     handler = {"run": _run, "status": _status, "demo": _demo}[args.command]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 
 import ray
@@ -27,8 +26,6 @@ class ActorResources:
 def connect_ray(address: str | None) -> None:
     """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
     a local Ray when there is none."""
-    if not sys.stderr.isatty():  # logs and `ray job logs`: no colour escape codes
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
