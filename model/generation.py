@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from model.loading import LoadedModel
+from model.scores import mean_token_logprobs
 from model.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -21,28 +23,46 @@ def row_seed(job_seed: int, *parts: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
+def prompt_token_ids(tokenizer, prompt: str | None) -> list[int]:
+    """The decoder prompt's tokens, which the text starts from (none without a prompt)."""
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: its text, and for labeling how sure the model is of it."""
+
+    text: str
+    score: float | None = None  # mean per-token log-probability of the text
+    candidates: list[dict] | None = None  # [{"text", "score"}], best first
+    label_prob: float | None = None  # choices mode: the text's probability among the choices
+    choices: list[dict] | None = None  # choices mode: [{"label", "prob"}], in the given order
+
+
 class TextGenerator:
     """Turns pixel arrays into text with `model.generate`.
 
     Greedy and beam search run batched: each image's text equals what `generate`
     gives for that image alone. Sampling runs image by image, each with its own
-    seed, so a text never depends on which batch the image landed in.
+    seed, so a text never depends on which batch the image landed in. With `score`,
+    each text gets its mean per-token log-probability, and several returned sequences
+    become ranked candidates.
     """
 
-    def __init__(self, loaded: LoadedModel, settings: GenerationSettings):
+    def __init__(self, loaded: LoadedModel, settings: GenerationSettings, score: bool = False):
         self.loaded = loaded
         self.settings = settings
         tokenizer = loaded.tokenizer
-        self.prompt_ids = (
-            tokenizer(settings.prompt, add_special_tokens=False)["input_ids"]
-            if settings.prompt
-            else []
-        )
+        self.prompt_ids = prompt_token_ids(tokenizer, settings.prompt)
         self.prompt_text = tokenizer.decode(self.prompt_ids, skip_special_tokens=True)
         config = loaded.model.generation_config
         # Hub TrOCR configs ship use_cache=False; the cache never changes outputs.
         self.generate_kwargs = settings.generate_overrides() | {"use_cache": True}
         self.samples = bool(self.generate_kwargs.get("do_sample", config.do_sample))
+        self.returns = settings.num_return_sequences or 1
+        self.scores = score or self.returns > 1
+        if self.scores:
+            self.generate_kwargs |= {"output_scores": True, "return_dict_in_generate": True}
         unset = "max_new_tokens" not in self.generate_kwargs and config.max_new_tokens is None
         max_length = config.max_length or 20  # generate's own fallback
         if unset and max_length <= 20:
@@ -54,6 +74,10 @@ class TextGenerator:
 
     def generate(self, pixels: np.ndarray, seeds: Sequence[int] | None = None) -> list[str]:
         """Texts for a batch of pixel arrays (N, C, H, W); `seeds` is needed when sampling."""
+        return [prediction.text for prediction in self.predict(pixels, seeds)]
+
+    def predict(self, pixels: np.ndarray, seeds: Sequence[int] | None = None) -> list[Prediction]:
+        """Predictions for a batch of pixel arrays (N, C, H, W); sampling needs `seeds`."""
         if len(pixels) == 0:
             return []
         tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(
@@ -61,14 +85,14 @@ class TextGenerator:
         )
         with torch.inference_mode():
             if not self.samples:
-                return self._decode(self._generate(tensor))
+                return self._predictions(self._generate(tensor))
             if seeds is None or len(seeds) != len(pixels):
                 raise ValueError("sampling needs one seed per image")
-            texts = []
+            predictions = []
             for row, seed in zip(tensor, seeds, strict=True):
                 torch.manual_seed(seed)
-                texts += self._decode(self._generate(row[None]))
-            return texts
+                predictions += self._predictions(self._generate(row[None]))
+            return predictions
 
     def _generate(self, tensor: torch.Tensor) -> torch.Tensor:
         kwargs = dict(self.generate_kwargs)
@@ -76,6 +100,23 @@ class TextGenerator:
             prompt = torch.tensor([self.prompt_ids], device=tensor.device)
             kwargs["decoder_input_ids"] = prompt.expand(len(tensor), -1)
         return self.loaded.model.generate(pixel_values=tensor, **kwargs)
+
+    def _predictions(self, output) -> list[Prediction]:
+        if not self.scores:
+            return [Prediction(text) for text in self._decode(output)]
+        texts = self._decode(output.sequences)
+        scores = mean_token_logprobs(self.loaded.model, output).tolist()
+        predictions = []
+        for start in range(0, len(texts), self.returns):
+            ranked = list(zip(texts[start : start + self.returns], scores[start:], strict=False))
+            if self.samples:  # beam search returns its best first; samples come unordered
+                ranked.sort(key=lambda candidate: -candidate[1])
+            candidates = [{"text": text, "score": score} for text, score in ranked]
+            best = candidates[0]
+            predictions.append(
+                Prediction(best["text"], best["score"], candidates if self.returns > 1 else None)
+            )
+        return predictions
 
     def _decode(self, sequences: torch.Tensor) -> list[str]:
         texts = self.loaded.tokenizer.batch_decode(sequences, skip_special_tokens=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import fsspec
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -77,6 +78,12 @@ class GenerationSettings(BaseModel):
     top_p: float | None = Field(
         default=None, gt=0, le=1, description="Sampling: nucleus probability mass to keep."
     )
+    num_return_sequences: int | None = Field(
+        default=None,
+        ge=1,
+        description="Texts to keep per image. Above 1 the output gets a candidates column "
+        "(text and score, best first); beam search needs num_beams at least this large.",
+    )
     seed: int = Field(
         default=0,
         ge=0,
@@ -91,5 +98,55 @@ class GenerationSettings(BaseModel):
 
     def generate_overrides(self) -> dict[str, int | float | bool]:
         """The `generate` arguments set here; the rest stay the checkpoint's."""
-        names = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p")
+        names = (
+            "max_new_tokens",
+            "num_beams",
+            "do_sample",
+            "temperature",
+            "top_k",
+            "top_p",
+            "num_return_sequences",
+        )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+class LabelSettings(BaseModel):
+    """Scores for labeling: how sure the model is of each text, or which given label fits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: bool = Field(
+        default=False,
+        description="Add a score column: the mean per-token log-probability of each text "
+        "(0 is certain; lower is less sure).",
+    )
+    choices: tuple[str, ...] | None = Field(
+        default=None,
+        description="Choices mode: a file (path or URL) with one label per line, or a list "
+        "in YAML. Each image gets the likeliest label as its text, with label_prob (its "
+        "probability among the choices) and the whole distribution; nothing is generated, "
+        "so generation settings other than the prompt do not apply.",
+    )
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _read_choices_file(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            with fsspec.open(value, "rt", encoding="utf-8") as file:
+                return [line.strip() for line in file if line.strip()]
+        except OSError as error:
+            raise ValueError(f"cannot read the choices file {value!r}: {error}") from None
+
+    @field_validator("choices")
+    @classmethod
+    def _distinct_labels(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("no labels: give at least one, one per line")
+        repeated = sorted({label for label in value if value.count(label) > 1})
+        if repeated:
+            raise ValueError(f"labels given more than once: {', '.join(repeated)}")
+        return value

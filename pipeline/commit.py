@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import posixpath
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.settings import GenerationSettings, LabelSettings
 from pipeline.passthrough import decode_rows
 from pipeline.storage import is_local, join
 
@@ -21,17 +23,38 @@ LEDGER_DIR = "_shardscribe"
 BASE_SCHEMA = pa.schema(
     [("shard", pa.string()), ("key", pa.string()), ("text", pa.string()), ("error", pa.string())]
 )
+# Labeling columns, after the base ones; which of them a job writes: `label_columns`.
+LABEL_FIELDS = [
+    pa.field("score", pa.float64()),
+    pa.field("candidates", pa.list_(pa.struct([("text", pa.string()), ("score", pa.float64())]))),
+    pa.field("label_prob", pa.float64()),
+    pa.field("choices", pa.list_(pa.struct([("label", pa.string()), ("prob", pa.float64())]))),
+]
+
+
+def label_columns(label: LabelSettings, generation: GenerationSettings) -> list[str]:
+    """The labeling columns a job's output has, in schema order."""
+    if label.choices is not None:
+        return ["score", "label_prob", "choices"]
+    several = (generation.num_return_sequences or 1) > 1
+    return ["score"] * (label.score or several) + ["candidates"] * several
 
 
 def output_path(root: str, shard_id: str) -> str:
     return join(root, f"{shard_id}.parquet")
 
 
-def build_table(rows: list[dict[str, Any]], fingerprint: str) -> pa.Table:
-    """The shard's output rows in input order, passthrough columns after the base ones."""
+def build_table(
+    rows: list[dict[str, Any]], fingerprint: str, extra_columns: Sequence[str] = ()
+) -> pa.Table:
+    """The shard's output rows in input order: the base columns, the labeling columns in
+    `extra_columns`, then the input's passthrough columns."""
     rows = sorted(rows, key=lambda row: row["index"])
+    schema = pa.schema(
+        [*BASE_SCHEMA, *(field for field in LABEL_FIELDS if field.name in extra_columns)]
+    )
     table = pa.Table.from_pylist(
-        [{name: row[name] for name in BASE_SCHEMA.names} for row in rows], schema=BASE_SCHEMA
+        [{name: row[name] for name in schema.names} for row in rows], schema=schema
     )
     passthrough = decode_rows([row["passthrough"] for row in rows])
     if passthrough is not None:
@@ -66,11 +89,16 @@ def write_atomically(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> N
 
 
 def commit_shard(
-    fs: fsspec.AbstractFileSystem, root: str, shard_id: str, rows: list[dict], fingerprint: str
+    fs: fsspec.AbstractFileSystem,
+    root: str,
+    shard_id: str,
+    rows: list[dict],
+    fingerprint: str,
+    extra_columns: Sequence[str] = (),
 ) -> pa.Table:
     """Write a shard's rows to `<root>/<shard id>.parquet` (zero rows for an empty shard:
     the file still marks it done). Returns the table written."""
-    table = build_table(rows, fingerprint)
+    table = build_table(rows, fingerprint, extra_columns)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     write_atomically(fs, output_path(root, shard_id), buffer.getvalue())

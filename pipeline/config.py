@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from model.images import DEFAULT_MAX_IMAGE_PIXELS
-from model.settings import GenerationSettings, ModelSettings
+from model.settings import GenerationSettings, LabelSettings, ModelSettings
 from pipeline.errors import ConfigError
 
 ShardFormat = Literal["auto", "webdataset", "parquet", "images"]
@@ -138,6 +138,9 @@ class JobConfig(_Section):
     generation: GenerationSettings = Field(
         default_factory=GenerationSettings, description="How text is generated."
     )
+    label: LabelSettings = Field(
+        default_factory=LabelSettings, description="Scores and choices, for labeling."
+    )
     compute: ComputeSettings = Field(
         default_factory=ComputeSettings, description="Ray resources and batching."
     )
@@ -149,14 +152,27 @@ class JobConfig(_Section):
         default_factory=ProgressSettings, description="Progress reporting."
     )
 
+    @model_validator(mode="after")
+    def _consistent_labeling(self) -> JobConfig:
+        returns = self.generation.num_return_sequences or 1
+        beams = self.generation.num_beams
+        generates = self.label.choices is None
+        if generates and returns > 1 and not self.generation.do_sample and (beams or 1) < returns:
+            raise ValueError(
+                f"generation.num_return_sequences={returns} needs generation.num_beams >= "
+                f"{returns} (or do_sample): beam search returns at most num_beams texts"
+            )
+        return self
+
 
 SECRET_FIELDS = {"secret_access_key", "session_token"}
 
 
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error["loc"])
-    text = f"{where}: {error['msg']}"
-    if error["type"] != "missing" and not SECRET_FIELDS & {str(p) for p in error["loc"]}:
+    text = f"{where}: {error['msg']}" if where else error["msg"].removeprefix("Value error, ")
+    # A check across fields (empty loc) has the whole config, secrets included, as input.
+    if where and error["type"] != "missing" and not SECRET_FIELDS & set(map(str, error["loc"])):
         text += f" (got {error['input']!r})"
     return text
 

@@ -81,7 +81,11 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
             # shards deliver, and a hung shard would then stall everyone.
             batch_size=None,
             batch_format="numpy",
-            fn_constructor_kwargs={"model_settings": config.model, "generation": config.generation},
+            fn_constructor_kwargs={
+                "model_settings": config.model,
+                "generation": config.generation,
+                "label": config.label,
+            },
             compute=ActorPoolStrategy(size=resources.actors),
             num_gpus=resources.gpus_per_actor,
             num_cpus=resources.cpus_per_actor,

@@ -11,7 +11,7 @@ from ray.data.exceptions import ExecutionTimeoutError
 
 from model import ModelLoadError, check_model
 from pipeline.assembler import ShardAssembler, ShardFailure
-from pipeline.commit import commit_shard, committed_files
+from pipeline.commit import commit_shard, committed_files, label_columns
 from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
 from pipeline.lease import OutputLease
@@ -70,13 +70,21 @@ class _Job:
         self.progress: Progress | None = None
         # A shard still incomplete this long after its first row is named in progress lines.
         self.slow_after_s = config.retry.shard_timeout_s / 4
+        self.label_columns = label_columns(config.label, config.generation)
 
     def commit(self, shard_id: str, rows: list[dict]) -> None:
         self.lease.check()
         errors = [(row["key"], row["error"]) for row in rows if row["error"] is not None]
         if errors:  # before the commit: a record of a shard not committed is ignored
             self.ledger.record_row_errors(shard_id, errors)
-        table = commit_shard(self.ledger.fs, self.ledger.root, shard_id, rows, self.fingerprint)
+        table = commit_shard(
+            self.ledger.fs,
+            self.ledger.root,
+            shard_id,
+            rows,
+            self.fingerprint,
+            self.label_columns,
+        )
         self.summary.shards_committed += 1
         self.summary.rows += table.num_rows
         self.summary.row_errors += len(errors)

@@ -27,7 +27,10 @@ from model import (
     pixel_arrays,
     row_seed,
 )
+from model.choices import ChoiceScorer
 from model.loading import load_processors
+from model.settings import LabelSettings
+from pipeline.commit import LABEL_FIELDS
 from pipeline.config import InputSettings, StorageSettings
 from pipeline.passthrough import encode_rows
 from pipeline.readers import ShardReadError, read_source_rows
@@ -47,7 +50,8 @@ _COMMON_FIELDS = [
     pa.field("retryable", pa.bool_()),
 ]
 READ_SCHEMA = pa.schema([*_COMMON_FIELDS, pa.field("image", pa.binary())])
-RESULT_SCHEMA = pa.schema([*_COMMON_FIELDS, pa.field("text", pa.string())])
+RESULT_SCHEMA = pa.schema([*_COMMON_FIELDS, pa.field("text", pa.string()), *LABEL_FIELDS])
+LABEL_NAMES = [field.name for field in LABEL_FIELDS]
 
 
 def _marker(shard_id: str, shard_error: str | None = None, retryable: bool = False) -> dict:
@@ -152,28 +156,37 @@ def preprocess(
 
 
 class GenerationStage:
-    """Ray actor stage: the model is loaded once per actor, then batched generate."""
+    """Ray actor stage: the model is loaded once per actor, then batched generate (or, in
+    choices mode, batched scoring of the given labels)."""
 
-    def __init__(self, model_settings: ModelSettings, generation: GenerationSettings):
+    def __init__(
+        self, model_settings: ModelSettings, generation: GenerationSettings, label: LabelSettings
+    ):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self.generator = TextGenerator(load_model(model_settings), generation)
+        loaded = load_model(model_settings)
+        self.predictor = (
+            TextGenerator(loaded, generation, score=label.score)
+            if label.choices is None
+            else ChoiceScorer(loaded, label.choices, generation.prompt)
+        )
         self.seed = generation.seed
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         errors = list(batch["error"])
-        texts: list[str | None] = [None] * len(errors)
+        n = len(errors)
+        results: dict[str, list] = {name: [None] * n for name in ("text", *LABEL_NAMES)}
         shard_errors = list(batch["shard_error"])
         retryable = [bool(x) for x in batch["retryable"]]
         todo = [i for i, e in enumerate(errors) if e is None and batch["index"][i] >= 0]
         if todo:
             seeds = [row_seed(self.seed, batch["shard"][i], batch["key"][i]) for i in todo]
             try:
-                for i, text in zip(
-                    todo, self.generator.generate(batch["pixel_values"][todo], seeds), strict=True
-                ):
-                    texts[i] = text
+                predictions = self.predictor.predict(batch["pixel_values"][todo], seeds)
+                for i, prediction in zip(todo, predictions, strict=True):
+                    for name, column in results.items():
+                        column[i] = getattr(prediction, name)
             except Exception as error:  # e.g. out of memory: retry the shards, not the job
                 log.exception("generation failed for a batch")
                 message = f"model: {type(error).__name__}: {error}"
@@ -183,10 +196,5 @@ class GenerationStage:
             name: list(batch[name])
             for name in ("shard", "key", "index", "passthrough", "shard_rows")
         }
-        columns |= {
-            "error": errors,
-            "shard_error": shard_errors,
-            "retryable": retryable,
-            "text": texts,
-        }
-        return pa.Table.from_pydict(columns, schema=RESULT_SCHEMA)
+        columns |= {"error": errors, "shard_error": shard_errors, "retryable": retryable}
+        return pa.Table.from_pydict(columns | results, schema=RESULT_SCHEMA)

@@ -98,16 +98,23 @@ def test_every_preset_validates_and_flags_override_it(preset, tmp_path):
             "--output",
             "s3://b/out",
             "--num-beams",
-            "2",
+            "5",
             "--config",
             str(path),
         ]
     )
     config = load_job_config(args.config, args, preset)
-    assert config.generation.num_beams == 2  # flag over preset
+    assert config.generation.num_beams == 5  # flag over preset
     assert config.generation.max_new_tokens == 7  # file over preset
     assert config.model.name.startswith(("microsoft/", "nlpconnect/"))
 
 
-def test_presets_for_ocr_and_caption_exist():
-    assert {"ocr", "ocr-handwritten", "caption"} <= set(preset_names())
+def test_presets_for_ocr_caption_and_labeling_exist():
+    assert {"ocr", "ocr-handwritten", "caption", "label"} <= set(preset_names())
+
+
+def test_the_label_preset_takes_a_choices_file(tmp_path):
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    argv = ["run", "--input", "in", "--output", "out", "--choices", str(tmp_path / "labels.txt")]
+    config = load_job_config(None, _parser().parse_args(argv), "label")
+    assert config.label.choices == ("cat", "dog")
