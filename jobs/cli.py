@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--failures", action="store_true", help="list every failed shard and row error"
     )
+    status.add_argument("--runs", action="store_true", help="the history of runs into this output")
     status.add_argument("--config", help="YAML job config whose storage section to use")
     demo = commands.add_parser("demo", help="run the pipeline on bundled sample shards, offline")
     demo.add_argument(
@@ -93,14 +94,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.status import failure_records, format_failures, format_status, output_status
+    from pipeline.status import (
+        failure_records,
+        format_failures,
+        format_runs,
+        format_status,
+        output_status,
+        run_history,
+    )
 
     storage = StorageSettings()
     if args.config:
         storage = StorageSettings.model_validate(read_config_file(args.config).get("storage", {}))
-    if args.failures:
-        records = failure_records(args.output_uri, storage)
-        print("\n".join(map(json.dumps, records)) if args.json else format_failures(records))
+    if args.failures or args.runs:
+        records, formatted = (
+            (failure_records, format_failures) if args.failures else (run_history, format_runs)
+        )
+        found = records(args.output_uri, storage)
+        print("\n".join(map(json.dumps, found)) if args.json else formatted(found))
         return 0
     status = output_status(args.output_uri, storage)
     print(json.dumps(status) if args.json else format_status(status))

@@ -103,22 +103,3 @@ def commit_shard(
     pq.write_table(table, buffer)
     write_atomically(fs, output_path(root, shard_id), buffer.getvalue())
     return table
-
-
-def committed_files(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, str]:
-    """{shard id: path} of every committed output file under root."""
-    fs.invalidate_cache()  # another process may have written since we last listed
-    try:
-        found = fs.find(root, withdirs=False)
-    except FileNotFoundError:
-        return {}
-    prefix = root.rstrip("/") + "/"
-    committed = {}
-    for path in found:
-        relative = path[len(prefix) :] if path.startswith(prefix) else None
-        if not relative or not relative.endswith(".parquet") or relative.startswith(LEDGER_DIR):
-            continue
-        if posixpath.basename(relative).startswith("."):
-            continue  # a temporary left by a killed run
-        committed[relative.removesuffix(".parquet")] = path
-    return committed

@@ -10,20 +10,28 @@ import contextlib
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 
-from pipeline.commit import LEDGER_DIR, SCHEMA_VERSION, committed_files, write_atomically
+from pipeline.commit import LEDGER_DIR, SCHEMA_VERSION, write_atomically
 from pipeline.config import JobConfig
 from pipeline.errors import OutputConflictError
 from pipeline.lease import LEASE_FILE
+from pipeline.listing import committed_files
 from pipeline.storage import join
 
 RUN_FILE = "run.json"
 FAILED_DIR = "failed"
 ROW_ERRORS_DIR = "row_errors"
+RUNS_DIR = "runs"
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique across hosts."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
 def output_settings(config: JobConfig, model_identity: str) -> dict[str, Any]:
@@ -150,6 +158,16 @@ class Ledger:
 
     def row_errors(self) -> list[dict[str, Any]]:
         return self._read_records(ROW_ERRORS_DIR)
+
+    def record_run(self, record: dict[str, Any]) -> None:
+        """One file per run, written at its start and again at its end: a run that never
+        wrote its end was killed. A file per run needs no read-modify-write."""
+        path = join(self.dir, RUNS_DIR, f"{record['run']}.json")
+        write_atomically(self.fs, path, json.dumps(record).encode())
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The run history, oldest first."""
+        return self._read_records(RUNS_DIR)
 
     def _read_records(self, directory: str) -> list[dict[str, Any]]:
         try:

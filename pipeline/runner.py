@@ -11,11 +11,12 @@ from ray.data.exceptions import ExecutionTimeoutError
 
 from model import ModelLoadError, check_model
 from pipeline.assembler import ShardAssembler, ShardFailure
-from pipeline.commit import commit_shard, committed_files, label_columns
+from pipeline.commit import commit_shard, label_columns
 from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
 from pipeline.lease import OutputLease
-from pipeline.ledger import Ledger, output_settings
+from pipeline.ledger import Ledger, new_run_id, output_settings
+from pipeline.listing import split_committed
 from pipeline.plan import ActorResources, actor_resources, build_plan, connect_ray
 from pipeline.progress import Progress
 from pipeline.shards import Shard, discover_shards
@@ -27,18 +28,36 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunSummary:
     output: str
-    shards_total: int
-    shards_skipped: int
+    shards_total: int = 0
+    shards_skipped: int = 0
+    shards_new: int = 0  # shards this run set out to process
     shards_committed: int = 0
     rows: int = 0
     row_errors: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     retries: Counter[str] = field(default_factory=Counter)  # shard retries by error class
     seconds: float = 0.0
+    run_id: str = field(default_factory=new_run_id)
+    started: float = field(default_factory=time.time)
 
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+    def record(self, finished: bool) -> dict:
+        """This run's entry in the ledger's history."""
+        return {
+            "run": self.run_id,
+            "started": self.started,
+            "ended": self.started + self.seconds if finished else None,
+            "shards_total": self.shards_total,
+            "shards_new": self.shards_new,
+            "shards_committed": self.shards_committed,
+            "shards_failed": len(self.failed),
+            "rows": self.rows,
+            "row_errors": self.row_errors,
+            "images_per_s": round(self.rows / self.seconds, 2) if self.seconds else 0.0,
+        }
 
     def line(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -146,6 +165,7 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     """Run the job to the end. Shards that fail after their retries are recorded in the
     ledger and named in the summary; the others are committed. With `retry_failed`, only
     the shards the ledger records as failed are processed."""
+    summary = RunSummary(config.output.uri)
     start = time.monotonic()
     input_fs, input_root = open_filesystem(config.input.uri, config.storage)
     output_fs, output_root = open_filesystem(config.output.uri, config.storage)
@@ -157,37 +177,51 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     lease = OutputLease(output_fs, output_root, config.output.lease_ttl_s)
     lease.acquire()
     try:
-        summary = _run_shards(config, shards, identity, lease, retry_failed)
+        ledger = Ledger(lease.fs, lease.root)
+        fingerprint = ledger.start_run(
+            output_settings(config, identity),
+            config.input.uri,
+            len(shards),
+            config.output.overwrite,
+        )
+        ledger.record_run(summary.record(finished=False))
+        try:
+            _run_shards(config, shards, ledger, lease, fingerprint, retry_failed, summary)
+        finally:
+            summary.seconds = time.monotonic() - start
+            ledger.record_run(summary.record(finished=True))
     finally:
         lease.release()
-    summary.seconds = time.monotonic() - start
     return summary
 
 
 def _run_shards(
-    config: JobConfig, shards: list[Shard], identity: str, lease: OutputLease, retry_failed: bool
-) -> RunSummary:
-    ledger = Ledger(lease.fs, lease.root)
-    fingerprint = ledger.start_run(
-        output_settings(config, identity), config.input.uri, len(shards), config.output.overwrite
-    )
-    done = committed_files(lease.fs, lease.root)
-    pending = [shard for shard in shards if shard.id not in done]
+    config: JobConfig,
+    shards: list[Shard],
+    ledger: Ledger,
+    lease: OutputLease,
+    fingerprint: str,
+    retry_failed: bool,
+    summary: RunSummary,
+) -> None:
+    pending, summary.shards_skipped = split_committed(shards, lease.fs, lease.root)
     if retry_failed:
         failed = {failure.shard for failure in ledger.failures()}
         pending = [shard for shard in pending if shard.id in failed]
-    summary = RunSummary(config.output.uri, len(shards), sum(s.id in done for s in shards))
+    summary.shards_total, summary.shards_new = len(shards), len(pending)
     log.info(
         "%d shards under %s, %d already committed",
         len(shards),
         config.input.uri,
         summary.shards_skipped,
     )
-    if pending:
-        connect_ray(config.compute.ray_address)
-        job = _Job(config, ledger, lease, fingerprint, summary)
-        _run_with_retries(job, pending, actor_resources(config.compute))
-    return summary
+    if not pending:
+        what = "no failed shards to retry" if retry_failed else "nothing new to process"
+        log.info("%s: every shard under %s is committed", what, config.input.uri)
+        return
+    connect_ray(config.compute.ray_address)
+    job = _Job(config, ledger, lease, fingerprint, summary)
+    _run_with_retries(job, pending, actor_resources(config.compute))
 
 
 def _run_with_retries(job: _Job, pending: list[Shard], resources: ActorResources) -> None:

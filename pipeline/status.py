@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.commit import ROW_ERRORS_KEY, committed_files
+from pipeline.commit import ROW_ERRORS_KEY
 from pipeline.config import StorageSettings
 from pipeline.ledger import Ledger
+from pipeline.listing import committed_files
 from pipeline.storage import open_filesystem
 
 
@@ -100,5 +102,34 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(
             f"failed shard  {failure['shard']} after {failure['attempts']} attempt(s): "
             f"{failure['error']}"
+        )
+    return "\n".join(lines)
+
+
+def run_history(uri: str, storage: StorageSettings) -> list[dict[str, Any]]:
+    """Every run recorded in the output's ledger, oldest first."""
+    fs, root = open_filesystem(uri, storage)
+    return Ledger(fs, root).runs()
+
+
+def _utc(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "unfinished"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
+
+
+def format_runs(runs: list[dict[str, Any]]) -> str:
+    if not runs:
+        return "no runs recorded"
+    header = (
+        f"{'run':24}  {'started (UTC)':19}  {'ended (UTC)':19}  {'new':>5}  {'committed':>9}  "
+        f"{'failed':>6}  {'rows':>8}  {'errors':>6}  {'images/s':>8}"
+    )
+    lines = [header]
+    for r in runs:
+        lines.append(
+            f"{r['run']:24}  {_utc(r['started']):19}  {_utc(r['ended']):19}  "
+            f"{r['shards_new']:>5}  {r['shards_committed']:>9}  {r['shards_failed']:>6}  "
+            f"{r['rows']:>8}  {r['row_errors']:>6}  {r['images_per_s']:>8.1f}"
         )
     return "\n".join(lines)
