@@ -69,7 +69,34 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("shardscribe-demo"),
         help="where the sample input, model and output go",
     )
+    _add_bench_parser(commands)
     return parser
+
+
+def _add_bench_parser(commands) -> None:
+    bench = commands.add_parser(
+        "bench", help="images/s of the pipeline against bare batched generate and a naive loop"
+    )
+    bench.add_argument(
+        "--model",
+        default="small",
+        help="tiny, small or base (random weights, TrOCR-small/-base dimensions), "
+        "or a checkpoint path or hub id",
+    )
+    bench.add_argument("--images", type=int, default=128, help="images to run in each mode")
+    bench.add_argument("--batch-size", type=int, default=16)
+    bench.add_argument("--num-beams", type=int, default=1)
+    bench.add_argument("--max-new-tokens", type=int, default=32)
+    bench.add_argument("--actors", type=int, default=1, help="generation actors (pipeline)")
+    bench.add_argument(
+        "--storage",
+        default="local",
+        help="local, or a URL prefix such as s3://bucket/bench where the shards are written",
+    )
+    bench.add_argument(
+        "--dir", type=Path, default=Path("shardscribe-bench"), help="models and local shards"
+    )
+    bench.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
 def load_job_config(
@@ -124,6 +151,23 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from jobs.bench import BenchSettings, print_result, run_bench
+
+    settings = BenchSettings(
+        model=args.model,
+        images=args.images,
+        batch_size=args.batch_size,
+        num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens,
+        actors=args.actors,
+        storage=args.storage,
+        workdir=args.dir.resolve(),
+    )
+    print_result(run_bench(settings), args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None, preset: str | None = None) -> int:
     """The CLI; `preset` makes `run` the default command with that preset (jobs.ocr, ...)."""
     if preset is not None:
@@ -135,7 +179,7 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "status": _status, "demo": _demo}[args.command]
+    handler = {"run": _run, "status": _status, "demo": _demo, "bench": _bench}[args.command]
     try:
         return handler(args)
     except USAGE_ERRORS as error:

@@ -1,0 +1,221 @@
+"""`shardscribe bench`: the pipeline against bare batched generate and the naive loop.
+
+All three run in this process on the same model, images and generation settings:
+
+- naive: for each image, the image processor and `generate` on that image alone;
+- bare: every image decoded and preprocessed up front (not timed), then batched
+  `generate` in this process: the limit of this design on one machine;
+- pipeline: `run_job` from shards to committed Parquet, with Ray already started (as a
+  cluster would be), so it pays for discovery, reading, decoding, actor start-up and
+  model load, generation and commits.
+
+The pipeline runs first, so that the driver's peak RSS is the pipeline's own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import resource
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow.parquet as pq
+import ray
+import torch
+import transformers
+
+from jobs.samples import render_line, sample_lines
+from model import GenerationSettings, ModelSettings, TextGenerator, decode_image, load_model
+from model.images import pixel_arrays
+from model.tiny import SIZES, build_random_model
+from pipeline.config import JobConfig, validate_config
+from pipeline.runner import run_job
+from pipeline.storage import join
+
+IMAGES_PER_SHARD = 16
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    model: str  # a built-in size (tiny, small, base), a path or a hub id
+    images: int
+    batch_size: int
+    num_beams: int
+    max_new_tokens: int
+    actors: int
+    storage: str  # "local", or a URL prefix (s3://bucket/prefix) where the shards go
+    workdir: Path
+    seed: int = 0
+
+
+def line_images(count: int, seed: int) -> list[bytes]:
+    """PNG text lines, different from each other, deterministic from the seed."""
+    images = []
+    for text in sample_lines(count, seed):
+        buffer = io.BytesIO()
+        render_line(text).save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    return images
+
+
+def write_shards(images: list[bytes], uri: str) -> None:
+    """WebDataset tars of `IMAGES_PER_SHARD` images each, under any fsspec URL."""
+    fs, root = fsspec.core.url_to_fs(uri)
+    fs.makedirs(root, exist_ok=True)
+    for start in range(0, len(images), IMAGES_PER_SHARD):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for i, data in enumerate(images[start : start + IMAGES_PER_SHARD], start):
+                info = tarfile.TarInfo(f"{i:07d}.png")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        fs.pipe_file(join(root, f"part-{start // IMAGES_PER_SHARD:05d}.tar"), buffer.getvalue())
+
+
+def model_path(settings: BenchSettings) -> str:
+    """A built-in size is built once under the work directory; anything else is used as is."""
+    if settings.model not in SIZES:
+        return settings.model
+    path = settings.workdir / f"random-{settings.model}"
+    if not (path / "config.json").exists():
+        build_random_model(path, settings.model)
+    return str(path)
+
+
+def _job_config(settings: BenchSettings, model: str, shards_uri: str, output: str) -> JobConfig:
+    return validate_config(
+        {
+            "input": {"uri": shards_uri},
+            "output": {"uri": output},
+            "model": {"name": model},
+            "generation": {
+                "max_new_tokens": settings.max_new_tokens,
+                "num_beams": settings.num_beams,
+            },
+            "compute": {"batch_size": settings.batch_size, "actors": settings.actors},
+            "progress": {"log_interval_s": 3600},
+        }
+    )
+
+
+def time_pipeline(config: JobConfig) -> tuple[float, dict[str, str]]:
+    """Seconds for the whole run, and the texts it committed by key."""
+    start = time.perf_counter()
+    summary = run_job(config)
+    seconds = time.perf_counter() - start
+    if summary.failed:
+        raise RuntimeError(f"the pipeline failed shards: {summary.failed}")
+    fs, root = fsspec.core.url_to_fs(config.output.uri)
+    texts = {}
+    for path in fs.glob(join(root, "*.parquet")):
+        with fs.open(path, "rb") as handle:
+            for row in pq.read_table(handle, columns=["key", "text"]).to_pylist():
+                texts[row["key"]] = row["text"]
+    return seconds, texts
+
+
+def time_bare(generator: TextGenerator, images: list[bytes], batch_size: int):
+    """Seconds for batched generate on pixels prepared beforehand, and the texts."""
+    processor = generator.loaded.image_processor
+    pixels = pixel_arrays([decode_image(data) for data in images], processor)
+    start = time.perf_counter()
+    texts = []
+    for begin in range(0, len(pixels), batch_size):
+        texts += generator.generate(pixels[begin : begin + batch_size])
+    return time.perf_counter() - start, texts
+
+
+def time_naive(model: str, generation: GenerationSettings, images: list[bytes]) -> float:
+    """Seconds for what a user writes first: per image, the processor and `generate`."""
+    loaded = load_model(ModelSettings(name=model))
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for data in images:
+            pixels = loaded.image_processor(images=decode_image(data), return_tensors="pt")
+            loaded.model.generate(
+                pixel_values=pixels.pixel_values, **generation.generate_overrides()
+            )
+    return time.perf_counter() - start
+
+
+def run_bench(settings: BenchSettings) -> dict[str, Any]:
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    model = model_path(settings)
+    images = line_images(settings.images, settings.seed)
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    local = settings.storage == "local"
+    base = str(settings.workdir / run) if local else join(settings.storage, run)
+    shards_uri = join(base, "shards")
+    write_shards(images, shards_uri)
+    config = _job_config(settings, model, shards_uri, join(base, "output"))
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    pipeline_s, pipeline_texts = time_pipeline(config)
+    driver_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    loaded = load_model(config.model)
+    generator = TextGenerator(loaded, config.generation)
+    bare_s, bare_texts = time_bare(generator, images, settings.batch_size)
+    naive_s = time_naive(model, config.generation, images)
+    n = len(images)
+    return {
+        "model": settings.model,
+        "images": n,
+        "batch_size": settings.batch_size,
+        "num_beams": settings.num_beams,
+        "max_new_tokens": settings.max_new_tokens,
+        "actors": settings.actors,
+        "storage": settings.storage,
+        "naive_ips": round(n / naive_s, 3),
+        "bare_ips": round(n / bare_s, 3),
+        "pipeline_ips": round(n / pipeline_s, 3),
+        "pipeline_vs_bare": round(bare_s / pipeline_s, 3),
+        "bare_vs_naive": round(naive_s / bare_s, 3),
+        "pipeline_equals_bare": [pipeline_texts[f"{i:07d}"] for i in range(n)] == bare_texts,
+        "driver_peak_rss_mb": round(driver_peak_rss_mb, 1),
+        "device": str(loaded.device),
+        "device_name": _device_name(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "cpus": ray.cluster_resources().get("CPU", 0),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "ray": ray.__version__,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = [
+        ("naive", result["naive_ips"], "per image: processor + generate"),
+        ("bare", result["bare_ips"], "batched generate on prepared pixels (the limit)"),
+        ("pipeline", result["pipeline_ips"], "shards -> committed Parquet"),
+    ]
+    lines = [
+        f"{result['model']} model, {result['images']} images, batch {result['batch_size']}, "
+        f"{result['num_beams']} beam(s), {result['max_new_tokens']} new tokens, "
+        f"{result['device']} {result['dtype']}",
+        f"{'mode':9} {'images/s':>9}",
+        *(f"{name:9} {ips:>9.2f}  {what}" for name, ips, what in rows),
+        f"pipeline / bare = {result['pipeline_vs_bare']:.2f}, "
+        f"bare / naive = {result['bare_vs_naive']:.2f}, "
+        f"pipeline texts equal bare: {result['pipeline_equals_bare']}, "
+        f"driver peak RSS {result['driver_peak_rss_mb']:.0f} MB",
+    ]
+    return "\n".join(lines)
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    print(json.dumps(result) if as_json else format_table(result))
