@@ -72,6 +72,13 @@ class ComputeSettings(_Section):
         description="GPUs per generation actor. Unset: 1 when the cluster has GPUs, else 0.",
     )
     cpus_per_actor: float = Field(default=1, gt=0, description="CPUs per generation actor.")
+    threads_per_actor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Torch threads per generation actor on CPU. Unset: the cluster's CPUs "
+        "shared out among the actors (Ray alone would give each as many threads as CPUs "
+        "it reserves, leaving cores idle).",
+    )
     cpus_per_task: float = Field(
         default=0.5,
         gt=0,

@@ -21,6 +21,7 @@ class ActorResources:
     actors: int
     gpus_per_actor: float
     cpus_per_actor: float
+    torch_threads: int | None  # None: Ray's default (its CPU reservation)
 
 
 def connect_ray(address: str | None) -> None:
@@ -46,7 +47,11 @@ def actor_resources(compute: ComputeSettings) -> ActorResources:
     actors = compute.actors
     if actors is None:
         actors = max(1, int(cluster_gpus // gpus)) if gpus else 1
-    return ActorResources(actors, gpus, compute.cpus_per_actor)
+    threads = compute.threads_per_actor
+    if threads is None and not gpus:
+        # Generation dominates on CPU; decode tasks are short and take what is left.
+        threads = max(1, int(ray.cluster_resources().get("CPU", 1) // actors))
+    return ActorResources(actors, gpus, compute.cpus_per_actor, threads)
 
 
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:
@@ -85,6 +90,7 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
                 "model_settings": config.model,
                 "generation": config.generation,
                 "label": config.label,
+                "torch_threads": resources.torch_threads,
             },
             compute=ActorPoolStrategy(size=resources.actors),
             num_gpus=resources.gpus_per_actor,

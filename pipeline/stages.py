@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 from PIL import Image
 from ray.data.extensions import ArrowTensorArray
 
@@ -160,11 +161,17 @@ class GenerationStage:
     choices mode, batched scoring of the given labels)."""
 
     def __init__(
-        self, model_settings: ModelSettings, generation: GenerationSettings, label: LabelSettings
+        self,
+        model_settings: ModelSettings,
+        generation: GenerationSettings,
+        label: LabelSettings,
+        torch_threads: int | None = None,
     ):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
         loaded = load_model(model_settings)
         self.predictor = (
             TextGenerator(loaded, generation, score=label.score)
