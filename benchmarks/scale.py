@@ -1,0 +1,164 @@
+"""Scaling figures: driver peak RSS and images/s as the dataset grows, and what a shard
+costs the object store.
+
+    python -m benchmarks.scale --sizes 1000,10000,100000 [--dir DIR] [--s3]
+
+Each size runs in a fresh process (so each peak RSS is that run's own), with the tiny
+model and tiny text-line images in WebDataset shards of `--per-shard` images. With `--s3`
+the shards and the output live on a SeaweedFS S3 server on loopback, reached through a
+counting proxy, and the figures include requests per shard by HTTP method and bytes
+written per row. One JSON object per size is printed, then a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from jobs.bench import line_images
+
+DISTINCT_IMAGES = 64  # rendered once, repeated: throughput does not depend on the text
+
+
+def write_input(uri: str, images: int, per_shard: int, storage_options: dict) -> None:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri, **storage_options)
+    fs.makedirs(root, exist_ok=True)
+    pngs = line_images(DISTINCT_IMAGES, seed=0)
+    for shard, start in enumerate(range(0, images, per_shard)):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for i in range(start, min(start + per_shard, images)):
+                data = pngs[i % DISTINCT_IMAGES]
+                info = tarfile.TarInfo(f"{i:08d}.png")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        fs.pipe_file(f"{root}/part-{shard:05d}.tar", buffer.getvalue())
+
+
+def run_one(input_uri: str, output_uri: str, model: str) -> dict:
+    """One run in this process: the driver's RSS before and at its peak, and the rate."""
+    import ray
+
+    from pipeline.config import validate_config
+    from pipeline.runner import run_job
+
+    ray.init(num_cpus=os.cpu_count(), log_to_driver=False)
+    config = validate_config(
+        {
+            "input": {"uri": input_uri},
+            "output": {"uri": output_uri},
+            "model": {"name": model},
+            "generation": {"max_new_tokens": 16},
+            "compute": {"batch_size": 64},
+            "progress": {"log_interval_s": 60},
+        }
+    )
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    summary = run_job(config)
+    seconds = time.perf_counter() - start
+    return {
+        "rows": summary.rows,
+        "shards": summary.shards_committed,
+        "failed": len(summary.failed),
+        "seconds": round(seconds, 1),
+        "images_per_s": round(summary.rows / seconds, 1),
+        "driver_rss_before_run_mb": round(before_mb, 1),
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _output_bytes(uri: str, storage_options: dict) -> int:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri, **storage_options)
+    return sum(fs.du(path) for path in fs.glob(f"{root}/*.parquet"))
+
+
+def measure(size: int, per_shard: int, workdir: Path, model: str, s3) -> dict:
+    name = f"n{size}"
+    if s3 is None:
+        env, options = dict(os.environ), {}
+        input_uri, output_uri = str(workdir / name / "in"), str(workdir / name / "out")
+    else:
+        server, proxy = s3
+        env = os.environ | server.env() | {"AWS_ENDPOINT_URL": proxy.endpoint_url}
+        options = {"endpoint_url": server.endpoint_url, "key": server.access_key_id,
+                   "secret": server.secret_access_key}  # fmt: skip
+        input_uri, output_uri = f"s3://scale/{name}/in", f"s3://scale/{name}/out"
+    write_input(input_uri, size, per_shard, options)
+    before = proxy.stats.methods() if s3 else {}
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", "--one", input_uri, output_uri, model],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = {"images": size, "per_shard": per_shard} | json.loads(result.stdout)
+    if s3:
+        after = proxy.stats.methods()
+        shards = figures["shards"]
+        figures["requests_per_shard"] = {
+            method: round((after[method] - before.get(method, 0)) / shards, 2) for method in after
+        }
+    figures["bytes_written_per_row"] = round(_output_bytes(output_uri, options) / size, 1)
+    return figures
+
+
+@contextlib.contextmanager
+def _s3_stack(workdir: Path):
+    from tests.faults.flaky_proxy import flaky_proxy
+    from tests.s3server import running_s3_server
+
+    with running_s3_server(workdir / "s3") as server:
+        server.make_bucket("scale")
+        with flaky_proxy(server.endpoint_url, fault_rate=0.0) as proxy:
+            yield server, proxy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--per-shard", type=int, default=1000)
+    parser.add_argument("--dir", type=Path, default=Path("shardscribe-bench/scale"))
+    parser.add_argument("--s3", action="store_true", help="shards and output on a local S3")
+    parser.add_argument(
+        "--one", nargs=3, metavar=("INPUT", "OUTPUT", "MODEL"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(*args.one)))
+        return
+    from model.tiny import build_random_model
+
+    workdir = args.dir.resolve()
+    model = workdir / "random-tiny"
+    if not (model / "config.json").exists():
+        build_random_model(model, "tiny")
+    rows = []
+    with _s3_stack(workdir) if args.s3 else contextlib.nullcontext() as s3:
+        for size in map(int, args.sizes.split(",")):
+            rows.append(measure(size, args.per_shard, workdir, str(model), s3))
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"{'images':>8} {'images/s':>9} {'driver peak MB':>15} {'bytes/row':>10}")
+    for r in rows:
+        print(
+            f"{r['images']:>8} {r['images_per_s']:>9.1f} {r['driver_peak_rss_mb']:>15.1f} "
+            f"{r['bytes_written_per_row']:>10.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
