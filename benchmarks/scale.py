@@ -87,7 +87,7 @@ def _output_bytes(uri: str, storage_options: dict) -> int:
 
 
 def measure(size: int, per_shard: int, workdir: Path, model: str, s3) -> dict:
-    name = f"n{size}"
+    name = f"n{size}-{int(time.time())}"  # a fresh input and output per measurement
     if s3 is None:
         env, options = dict(os.environ), {}
         input_uri, output_uri = str(workdir / name / "in"), str(workdir / name / "out")
