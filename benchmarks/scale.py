@@ -98,7 +98,7 @@ def measure(size: int, per_shard: int, workdir: Path, model: str, s3) -> dict:
                    "secret": server.secret_access_key}  # fmt: skip
         input_uri, output_uri = f"s3://scale/{name}/in", f"s3://scale/{name}/out"
     write_input(input_uri, size, per_shard, options)
-    before = proxy.stats.methods() if s3 else {}
+    before = proxy.stats.methods if s3 else {}
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.scale", "--one", input_uri, output_uri, model],
         env=env,
@@ -108,7 +108,7 @@ def measure(size: int, per_shard: int, workdir: Path, model: str, s3) -> dict:
     )
     figures = {"images": size, "per_shard": per_shard} | json.loads(result.stdout)
     if s3:
-        after = proxy.stats.methods()
+        after = proxy.stats.methods
         shards = figures["shards"]
         figures["requests_per_shard"] = {
             method: round((after[method] - before.get(method, 0)) / shards, 2) for method in after

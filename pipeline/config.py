@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -85,7 +85,11 @@ class ComputeSettings(_Section):
         description="CPUs reserved per read/decode task. Keep it unlike cpus_per_actor: "
         "equal shares let Ray fuse decoding into the generation actors.",
     )
-    batch_size: int = Field(default=16, ge=1, description="Images per generate() call.")
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default=16,
+        description="Images per generate() call. auto: sized by each actor from the memory "
+        "one image's generate takes and the accelerator memory free (8 on CPU).",
+    )
     ray_address: str | None = Field(
         default=None,
         description="Ray cluster to join. Unset: RAY_ADDRESS, else a local Ray started for you.",

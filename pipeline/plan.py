@@ -14,6 +14,7 @@ from pipeline.shards import Shard
 from pipeline.stages import GenerationStage, read_and_preprocess
 
 log = logging.getLogger(__name__)
+AUTO_CHUNK_ROWS = 64  # rows per block between the CPU tasks and the actors, batch size auto
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,13 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
     hung or slow shard holds up no other; then the actor pool generates.
 
     Ray restarts a dead generation actor and retries its batch (its defaults for actor
-    pools). The CPU tasks yield chunks of `batch_size` rows and the actors take each chunk as
-    one batch. The CPU tasks stay apart from the actors as long as their CPU share differs
-    from the actors'; with equal shares Ray fuses them into the actors.
+    pools). The CPU tasks yield chunks of `batch_size` rows (`AUTO_CHUNK_ROWS` with an
+    auto batch size, which each actor then splits into batches it sizes itself), and the
+    actors take each chunk as it comes. The CPU tasks stay apart from the actors as long
+    as their CPU share differs from the actors'; with equal shares Ray fuses them.
     """
     batch_size = config.compute.batch_size
+    chunk_rows = AUTO_CHUNK_ROWS if batch_size == "auto" else batch_size
     items = [shard.to_item() for shard in shards]
     return (
         ray.data.from_items(items, override_num_blocks=len(items))
@@ -75,7 +78,7 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
                 "input_settings": config.input,
                 "storage": config.storage,
                 "model_settings": config.model,
-                "chunk_rows": batch_size,
+                "chunk_rows": chunk_rows,
             },
             num_cpus=config.compute.cpus_per_task,
         )
@@ -91,6 +94,7 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
                 "generation": config.generation,
                 "label": config.label,
                 "torch_threads": resources.torch_threads,
+                "batch_size": batch_size,
             },
             compute=ActorPoolStrategy(size=resources.actors),
             num_gpus=resources.gpus_per_actor,

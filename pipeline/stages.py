@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,7 @@ from model import (
     pixel_arrays,
     row_seed,
 )
+from model.batching import auto_batch_size
 from model.choices import ChoiceScorer
 from model.loading import load_processors
 from model.settings import LabelSettings
@@ -165,7 +166,8 @@ class GenerationStage:
         model_settings: ModelSettings,
         generation: GenerationSettings,
         label: LabelSettings,
-        torch_threads: int | None = None,
+        torch_threads: int | None,
+        batch_size: int | Literal["auto"],
     ):
         from transformers.utils import logging as hf_logging
 
@@ -179,6 +181,7 @@ class GenerationStage:
             else ChoiceScorer(loaded, label.choices, generation.prompt)
         )
         self.seed = generation.seed
+        self.batch_size = batch_size  # "auto": sized on the first batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         errors = list(batch["error"])
@@ -190,10 +193,14 @@ class GenerationStage:
         if todo:
             seeds = [row_seed(self.seed, batch["shard"][i], batch["key"][i]) for i in todo]
             try:
-                predictions = self.predictor.predict(batch["pixel_values"][todo], seeds)
-                for i, prediction in zip(todo, predictions, strict=True):
-                    for name, column in results.items():
-                        column[i] = getattr(prediction, name)
+                for start, stop in self._batches(batch["pixel_values"], todo):
+                    rows = todo[start:stop]
+                    predictions = self.predictor.predict(
+                        batch["pixel_values"][rows], seeds[start:stop]
+                    )
+                    for i, prediction in zip(rows, predictions, strict=True):
+                        for name, column in results.items():
+                            column[i] = getattr(prediction, name)
             except Exception as error:  # e.g. out of memory: retry the shards, not the job
                 log.exception("generation failed for a batch")
                 message = f"model: {type(error).__name__}: {error}"
@@ -205,3 +212,14 @@ class GenerationStage:
         }
         columns |= {"error": errors, "shard_error": shard_errors, "retryable": retryable}
         return pa.Table.from_pydict(columns | results, schema=RESULT_SCHEMA)
+
+    def _batches(self, pixels: np.ndarray, todo: list[int]) -> list[tuple[int, int]]:
+        """(start, stop) positions in `todo` of each generate call."""
+        if self.batch_size == "auto":
+            probe = pixels[todo[:1]]
+            self.batch_size = auto_batch_size(
+                self.predictor.loaded.device, lambda: self.predictor.predict(probe, [0])
+            )
+            log.info("batch size auto: %d images per generate call", self.batch_size)
+        size = self.batch_size
+        return [(start, min(start + size, len(todo))) for start in range(0, len(todo), size)]
