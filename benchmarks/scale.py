@@ -18,9 +18,11 @@ import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,10 +124,14 @@ def _s3_stack(workdir: Path):
     from tests.faults.flaky_proxy import flaky_proxy
     from tests.s3server import running_s3_server
 
-    with running_s3_server(workdir / "s3") as server:
-        server.make_bucket("scale")
-        with flaky_proxy(server.endpoint_url, fault_rate=0.0) as proxy:
-            yield server, proxy
+    data = Path(tempfile.mkdtemp(prefix="s3-", dir=workdir))
+    try:
+        with running_s3_server(data) as server:
+            server.make_bucket("scale")
+            with flaky_proxy(server.endpoint_url, fault_rate=0.0) as proxy:
+                yield server, proxy
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:
