@@ -83,7 +83,9 @@ def _add_bench_parser(commands) -> None:
         help="tiny, small or base (random weights, TrOCR-small/-base dimensions), "
         "or a checkpoint path or hub id",
     )
-    bench.add_argument("--images", type=int, default=128, help="images to run in each mode")
+    bench.add_argument(
+        "--images", type=int, default=512, help="images per mode (start-up amortises over them)"
+    )
     bench.add_argument("--batch-size", type=int, default=16)
     bench.add_argument("--num-beams", type=int, default=1)
     bench.add_argument("--max-new-tokens", type=int, default=32)
