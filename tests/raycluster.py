@@ -163,12 +163,11 @@ def stop_cluster(temp_dir: Path, grace_s: float = STOP_GRACE_S) -> None:
     _signal_all(pids | cluster_processes(temp_dir), signal.SIGKILL)
 
 
-@contextlib.contextmanager
-def running_ray_cluster(env: dict[str, str], num_cpus: int = 2) -> Iterator[RayCluster]:
-    """A head node whose processes (and so its jobs) run with `env` added, e.g. the S3
-    server's AWS_* variables, as a pod gets them from a Kubernetes Secret."""
-    # A short path: Ray's Unix sockets live under it and socket paths are capped at 107 bytes.
-    temp_dir = Path(tempfile.mkdtemp(prefix="rayc-", dir="/tmp"))
+def start_cluster(temp_dir: Path, env: dict[str, str], num_cpus: int = 2) -> RayCluster:
+    """Start a head node keeping its files under `temp_dir` (keep the path short: Ray's
+    Unix sockets live under it, and socket paths are capped at 107 bytes). Its processes,
+    and so its jobs, run with `env` added, e.g. the S3 server's AWS_* variables, as a pod
+    gets them from a Kubernetes Secret."""
     token = secrets.token_hex(32)
     command, dashboard = _start_command(temp_dir, num_cpus)
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -183,7 +182,18 @@ def running_ray_cluster(env: dict[str, str], num_cpus: int = 2) -> Iterator[RayC
             timeout=START_TIMEOUT_S,
         )
         _wait_for_job_server(cluster, START_TIMEOUT_S)
-        yield cluster
+    except BaseException:
+        stop_cluster(temp_dir)
+        raise
+    return cluster
+
+
+@contextlib.contextmanager
+def running_ray_cluster(env: dict[str, str], num_cpus: int = 2) -> Iterator[RayCluster]:
+    """A head node for the `with` body, stopped and removed however the body exits."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="rayc-", dir="/tmp"))
+    try:
+        yield start_cluster(temp_dir, env, num_cpus)
     finally:
         stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
