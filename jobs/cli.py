@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where the sample input, model and output go",
     )
     _add_bench_parser(commands)
+    _add_preview_parser(commands)
     return parser
 
 
@@ -99,6 +100,19 @@ def _add_bench_parser(commands) -> None:
         "--dir", type=Path, default=Path("shardscribe-bench"), help="models and local shards"
     )
     bench.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
+def _add_preview_parser(commands) -> None:
+    preview = commands.add_parser(
+        "preview", help="an HTML page and a contact sheet of sampled rows with their images"
+    )
+    preview.add_argument("output_uri")
+    preview.add_argument("--input", help="input URI (default: the one recorded in the output)")
+    preview.add_argument("-n", type=int, default=48, help="rows to sample")
+    preview.add_argument("--errors", action="store_true", help="sample only rows with an error")
+    preview.add_argument("--out", type=Path, default=Path("preview"), help="where the files go")
+    preview.add_argument("--seed", type=int, default=0, help="the same seed, the same sample")
+    preview.add_argument("--config", help="YAML job config whose storage section to use")
 
 
 def load_job_config(
@@ -132,9 +146,7 @@ def _status(args: argparse.Namespace) -> int:
         run_history,
     )
 
-    storage = StorageSettings()
-    if args.config:
-        storage = StorageSettings.model_validate(read_config_file(args.config).get("storage", {}))
+    storage = _storage_settings(args.config)
     if args.failures or args.runs:
         records, formatted = (
             (failure_records, format_failures) if args.failures else (run_history, format_runs)
@@ -144,6 +156,24 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     status = output_status(args.output_uri, storage)
     print(json.dumps(status) if args.json else format_status(status))
+    return 0
+
+
+def _storage_settings(config_path: str | None) -> StorageSettings:
+    """The storage section of a job config, else the environment's (AWS variables)."""
+    if not config_path:
+        return StorageSettings()
+    return StorageSettings.model_validate(read_config_file(config_path).get("storage", {}))
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from jobs.preview import write_preview
+    from pipeline.sampling import preview_rows
+
+    storage = _storage_settings(args.config)
+    rows = preview_rows(args.output_uri, storage, args.n, args.seed, args.errors, args.input)
+    for path in write_preview(rows, args.output_uri, args.out):
+        print(path)
     return 0
 
 
@@ -181,7 +211,13 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "status": _status, "demo": _demo, "bench": _bench}[args.command]
+    handler = {
+        "run": _run,
+        "status": _status,
+        "demo": _demo,
+        "bench": _bench,
+        "preview": _preview,
+    }[args.command]
     try:
         return handler(args)
     except USAGE_ERRORS as error:

@@ -1,0 +1,215 @@
+"""A seeded sample of an output's committed rows, joined back to their input images
+(`shardscribe preview`). Shards are chosen from their footers first, then rows are read
+one shard at a time and only the columns shown, so a huge output is never read whole."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from model.images import ImageDecodeError, decode_image
+from pipeline.commit import BASE_SCHEMA, ROW_ERRORS_KEY
+from pipeline.config import InputSettings, StorageSettings
+from pipeline.errors import ConfigError, InputError
+from pipeline.ledger import Ledger
+from pipeline.listing import committed_files
+from pipeline.readers import ShardReadError, read_source_rows
+from pipeline.shards import Shard, discover_shards
+from pipeline.storage import open_filesystem
+
+LABEL_COLUMNS = ("score", "label_prob")
+THUMBNAIL_SIDE = 256
+FOOTER_READERS = 16
+
+
+@dataclass
+class SampledRow:
+    shard: str
+    key: str
+    text: str | None
+    error: str | None
+    score: float | None = None
+    label_prob: float | None = None
+    thumbnail: Image.Image | None = None
+    missing_image: str | None = None  # why there is no thumbnail
+
+
+def preview_rows(
+    output_uri: str,
+    storage: StorageSettings,
+    count: int,
+    seed: int,
+    errors_only: bool = False,
+    input_uri: str | None = None,
+) -> list[SampledRow]:
+    """`count` committed rows (only rows with an error if `errors_only`), the same for the
+    same seed, each with a thumbnail of its input image or the reason it has none."""
+    if count < 1:
+        raise ConfigError(f"the sample size must be at least 1, not {count}")
+    fs, root = open_filesystem(output_uri, storage)
+    files = committed_files(fs, root)
+    if not files:
+        raise InputError(
+            f"output {output_uri} holds no committed shards: not a shardscribe output, "
+            "or no shard has finished yet"
+        )
+    rows = sample_rows(fs, files, count, seed, errors_only)
+    if rows:
+        settings = recorded_input(Ledger(fs, root).read_run(), input_uri, output_uri)
+        input_fs, input_root = open_filesystem(settings.uri, storage)
+        # As `run` does: an output inside the input is not input.
+        exclude = root if type(input_fs) is type(fs) else None
+        shards = discover_shards(input_fs, input_root, settings, exclude)
+        attach_thumbnails(rows, input_fs, shards, settings)
+    return rows
+
+
+def sample_rows(
+    fs: fsspec.AbstractFileSystem,
+    files: dict[str, str],
+    count: int,
+    seed: int,
+    errors_only: bool,
+) -> list[SampledRow]:
+    """Rows spread as evenly as possible over shards visited in a seeded order, sorted by
+    shard and row."""
+    order = random.Random(seed).sample(sorted(files), len(files))
+    eligible = _eligible_rows(fs, files, order, count, errors_only)
+    rows = []
+    for shard_id, quota in sorted(_spread(eligible, count).items()):
+        shard_seed = f"{seed}:{shard_id}"  # a shard's choice does not depend on the others
+        rows += _read_sample(fs, files[shard_id], quota, errors_only, shard_seed)
+    return rows
+
+
+def _footer_counts(fs: fsspec.AbstractFileSystem, path: str) -> tuple[int, int]:
+    """(rows, row errors) from a file's footer alone."""
+    with fs.open(path, "rb") as handle:
+        metadata = pq.read_metadata(handle)
+    return metadata.num_rows, int((metadata.metadata or {}).get(ROW_ERRORS_KEY, b"0"))
+
+
+def _eligible_rows(
+    fs: fsspec.AbstractFileSystem,
+    files: dict[str, str],
+    order: list[str],
+    count: int,
+    errors_only: bool,
+) -> dict[str, int]:
+    """{shard id: rows it can give}, in `order`, for just enough shards: at least `count`
+    of them (one row each at best) and at least `count` rows in all."""
+    eligible: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=FOOTER_READERS) as pool:
+        for start in range(0, len(order), FOOTER_READERS):
+            chunk = order[start : start + FOOTER_READERS]
+            counts = pool.map(lambda shard_id: _footer_counts(fs, files[shard_id]), chunk)
+            for shard_id, (rows, errors) in zip(chunk, counts, strict=True):
+                eligible[shard_id] = errors if errors_only else rows
+            if len(eligible) >= count and sum(eligible.values()) >= count:
+                break
+    return eligible
+
+
+def _spread(eligible: dict[str, int], count: int) -> dict[str, int]:
+    """Rows to take per shard: the same number from each where the shards allow it, the
+    remainder from the earliest shards in `eligible`'s (seeded) order."""
+    target = min(count, sum(eligible.values()))
+    level = 0
+    while sum(min(rows, level) for rows in eligible.values()) < target:
+        level += 1
+    quotas = {shard_id: min(rows, max(level - 1, 0)) for shard_id, rows in eligible.items()}
+    remainder = target - sum(quotas.values())
+    for shard_id, rows in eligible.items():
+        if remainder and rows >= level:
+            quotas[shard_id] += 1
+            remainder -= 1
+    return {shard_id: quota for shard_id, quota in quotas.items() if quota}
+
+
+def _read_sample(
+    fs: fsspec.AbstractFileSystem, path: str, quota: int, errors_only: bool, seed: str
+) -> list[SampledRow]:
+    with fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        table = parquet.read(columns=_shown_columns(parquet.schema_arrow))
+    errors = table.column("error").to_pylist()
+    candidates = [i for i, error in enumerate(errors) if error is not None or not errors_only]
+    chosen = sorted(random.Random(seed).sample(candidates, min(quota, len(candidates))))
+    return [SampledRow(**row) for row in table.take(chosen).to_pylist()]
+
+
+def _shown_columns(schema: pa.Schema) -> list[str]:
+    """The base columns and the labeling ones present; a passthrough column that happens to
+    be called `score` is not a float, so it is left out."""
+    labels = [
+        name
+        for name in LABEL_COLUMNS
+        if name in schema.names and pa.types.is_floating(schema.field(name).type)
+    ]
+    return [*BASE_SCHEMA.names, *labels]
+
+
+def recorded_input(run: dict | None, input_uri: str | None, output_uri: str) -> InputSettings:
+    """The input the output was made from (or `input_uri`), read with the recorded settings
+    (format, image and key columns, images per shard), so keys come out the same."""
+    uri = input_uri or (run or {}).get("input")
+    if not uri:
+        raise ConfigError(f"output {output_uri} records no input; name it with --input")
+    reading = (run or {}).get("settings", {}).get("input", {})
+    return InputSettings.model_validate({**reading, "uri": uri})
+
+
+def attach_thumbnails(
+    rows: list[SampledRow],
+    fs: fsspec.AbstractFileSystem,
+    shards: list[Shard],
+    settings: InputSettings,
+) -> None:
+    """Give each row a thumbnail of its input image, reading each input shard once."""
+    shards_by_id = {shard.id: shard for shard in shards}
+    by_shard: dict[str, list[SampledRow]] = defaultdict(list)
+    for row in rows:
+        by_shard[row.shard].append(row)
+    for shard_id, shard_rows in by_shard.items():
+        images = _shard_images(fs, shards_by_id.get(shard_id), settings)
+        for row in shard_rows:
+            if isinstance(images, str):
+                found = images
+            else:
+                found = images.get(row.key, "key not found in the input shard")
+            row.thumbnail, row.missing_image = _thumbnail(found, settings.max_image_pixels)
+
+
+def _shard_images(
+    fs: fsspec.AbstractFileSystem, shard: Shard | None, settings: InputSettings
+) -> dict[str, bytes | str] | str:
+    """{key: image bytes, or why there are none}, or why the whole shard has none (its
+    rows still get cards)."""
+    if shard is None:
+        return f"input shard not found under {settings.uri}"
+    try:
+        source = read_source_rows(fs, shard, settings)
+    except (ShardReadError, OSError) as error:
+        return f"cannot read the input shard: {error}"
+    return {
+        key: image if image else (error or "no image bytes")
+        for key, image, error in zip(source.keys, source.images, source.errors, strict=True)
+    }
+
+
+def _thumbnail(found: bytes | str, max_pixels: int | None) -> tuple[Image.Image | None, str | None]:
+    if isinstance(found, str):
+        return None, found
+    try:
+        image = decode_image(found, max_pixels)
+    except ImageDecodeError as error:
+        return None, str(error)
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    return image, None
