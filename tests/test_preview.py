@@ -221,8 +221,8 @@ def test_sampling_a_large_output_reads_few_footers_and_files(tmp_path):
 # --- the page in a real browser ------------------------------------------------------
 
 
-def browser_dom(page: Path, fragment: str = "") -> list[dict]:
-    """The cards of the page as headless Chromium leaves it after running its script."""
+def browser_dom(page: Path, fragment: str = "") -> tuple[list[dict], str]:
+    """The cards and the DOM of the page as headless Chromium leaves it after its script."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: apt-get install chromium (.ci/run does)")
