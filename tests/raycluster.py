@@ -2,11 +2,11 @@
 jobs the way users do (`ray job submit`, `JobSubmissionClient`).
 
 The cluster keeps Ray 2.60's token authentication on, with a token of its own given through
-RAY_AUTH_TOKEN (the user's ~/.ray/auth_token is neither read nor written), binds every
-port to 127.0.0.1, and keeps all its files in its own temporary directory. `ray stop`
-would stop every Ray on the machine, so stopping finds exactly this cluster's processes
-(those whose command line names its directory, and all their descendants: raylet workers,
-job supervisors, job drivers) and ends them, SIGTERM then SIGKILL.
+RAY_AUTH_TOKEN (the user's ~/.ray/auth_token is neither read nor written), listens on
+127.0.0.1 only, and keeps all its files in its own temporary directory. `ray stop` would
+stop every Ray on the machine, so stopping finds exactly this cluster's processes (those
+naming its directory on their command line or working in it, and all their descendants:
+raylet workers, job supervisors, job drivers) and ends them, SIGTERM then SIGKILL.
 """
 
 from __future__ import annotations
@@ -24,11 +24,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
-STOP_GRACE_S = 10.0
+# The GCS server hangs on SIGTERM flushing its event recorder, and test clusters hold
+# nothing worth a graceful stop, so the grace before SIGKILL is short.
+STOP_GRACE_S = 3.0
+KILL_TIMEOUT_S = 10.0
 WORKER_PORTS = 100
+
+
+class RayClusterError(RuntimeError):
+    """`ray start` failed, the job server never answered, or a process outlived SIGKILL."""
 
 
 @dataclass(frozen=True)
@@ -46,21 +54,18 @@ class RayCluster:
         }
 
     def auth_headers(self) -> dict[str, str]:
-        """For `JobSubmissionClient(headers=...)`, without touching this process's env."""
+        """For `JobSubmissionClient(headers=...)`. Not the process env: Ray caches the
+        token it first loads, so a later RAY_AUTH_TOKEN would be ignored in a process that
+        already ran `ray.init()` (as the rest of the test session does)."""
         return {"Authorization": f"Bearer {self.token}"}
 
 
 def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
+    with contextlib.ExitStack() as stack:  # all held open, so no port comes twice
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
         for sock in sockets:
-            sock.close()
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _free_port_range(size: int) -> int:
@@ -75,10 +80,12 @@ def _free_port_range(size: int) -> int:
             return first
         except OSError:
             continue
-    raise RuntimeError(f"no {size} consecutive free ports found")
+    raise RayClusterError(f"no {size} consecutive free ports found")
 
 
 def _start_command(temp_dir: Path, num_cpus: int) -> tuple[list[str], int]:
+    """Every port pinned: Ray's defaults (6379, 8265, 10001, ...) clash with other clusters
+    on the machine, such as a developer's or another test session's."""
     gcs, dashboard, client, node, objects, agent, agent_grpc, runtime_env, metrics = _free_ports(9)
     workers = _free_port_range(WORKER_PORTS)
     ray = str(Path(sys.executable).parent / "ray")
@@ -104,6 +111,23 @@ def _start_command(temp_dir: Path, num_cpus: int) -> tuple[list[str], int]:
     return command, dashboard
 
 
+def _start_env(env: dict[str, str], token: str) -> dict[str, str]:
+    """The environment of every cluster process, job drivers included."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return (
+        os.environ
+        | env
+        | {
+            "PATH": path,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": token,
+            # Ray turns --node-ip-address 127.0.0.1 into the machine's address, and GCS,
+            # raylet and agents would listen there; a single-node cluster stays on loopback.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        }
+    )
+
+
 def _wait_for_job_server(cluster: RayCluster, timeout_s: float) -> None:
     from ray.job_submission import JobSubmissionClient
 
@@ -112,55 +136,96 @@ def _wait_for_job_server(cluster: RayCluster, timeout_s: float) -> None:
         try:
             JobSubmissionClient(cluster.dashboard_url, headers=cluster.auth_headers()).list_jobs()
             return
-        except Exception:
+        except Exception as exc:  # refused, or 5xx until the dashboard's job module is up
             if time.monotonic() > deadline:
-                raise
+                raise RayClusterError(f"no job server at {cluster.dashboard_url}") from exc
             time.sleep(1)
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """{pid: (parent pid, command line)} of every process, from /proc."""
+class _Process(NamedTuple):
+    parent: int
+    started: int  # clock ticks after boot: with the pid, names a process even if pids recycle
+    cmdline: str
+    cwd: str
+
+
+def _processes() -> dict[int, _Process]:
+    """Every live process by pid. Zombies are left out: they are dead and only wait for
+    their parent to reap them."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(entry / "cwd")
         except OSError:
-            continue  # ended while we looked
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        found[int(entry.name)] = (parent, cmdline)
+            continue  # ended while we looked, or not ours to inspect
+        if fields[0] != "Z":
+            found[int(entry.name)] = _Process(int(fields[1]), int(fields[19]), cmdline, cwd)
     return found
 
 
-def cluster_processes(temp_dir: Path) -> set[int]:
-    """Processes naming `temp_dir` on their command line, and all their descendants."""
-    table = _processes()
-    members = {pid for pid, (_, cmdline) in table.items() if str(temp_dir) in cmdline}
+def _members(temp_dir: Path, table: dict[int, _Process]) -> dict[int, int]:
+    """{pid: start time} of the processes naming `temp_dir` on their command line or
+    working under it (job drivers, whose parent may be gone), and all their descendants."""
+    root = str(temp_dir)
+    members = {
+        pid
+        for pid, proc in table.items()
+        if root in proc.cmdline or proc.cwd == root or proc.cwd.startswith(root + os.sep)
+    }
     members.discard(os.getpid())
     grew = True
     while grew:
-        children = {pid for pid, (parent, _) in table.items() if parent in members}
+        children = {pid for pid, proc in table.items() if proc.parent in members}
         grew = not children <= members
         members |= children
-    return members
+    return {pid: table[pid].started for pid in members}
 
 
-def _signal_all(pids: set[int], sig: signal.Signals) -> None:
+def cluster_processes(temp_dir: Path) -> set[int]:
+    """The pids of the cluster (or other server) keeping its files in `temp_dir`."""
+    return set(_members(temp_dir, _processes()))
+
+
+def _alive(seen: dict[int, int], table: dict[int, _Process]) -> dict[int, int]:
+    return {
+        pid: started
+        for pid, started in seen.items()
+        if pid in table and table[pid].started == started
+    }
+
+
+def _signal_all(pids: dict[int, int], sig: signal.Signals) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
 
 
 def stop_cluster(temp_dir: Path, grace_s: float = STOP_GRACE_S) -> None:
-    pids = cluster_processes(temp_dir)
-    _signal_all(pids, signal.SIGTERM)
+    """End every process of the cluster in `temp_dir`, SIGTERM then SIGKILL; raise if one
+    is left. Processes seen once are followed by pid and start time, since a dashboard
+    module whose parent died no longer descends from anything naming `temp_dir`."""
+    seen = _members(temp_dir, _processes())
+    _signal_all(seen, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while pids and time.monotonic() < deadline:
+    while _alive(seen, _processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
-        pids = {pid for pid in pids if Path(f"/proc/{pid}").exists()}
-    _signal_all(pids | cluster_processes(temp_dir), signal.SIGKILL)
+    deadline = time.monotonic() + KILL_TIMEOUT_S
+    while True:
+        table = _processes()
+        left = _alive(seen, table) | _members(temp_dir, table)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RayClusterError(
+                f"processes of the Ray cluster in {temp_dir} outlived SIGKILL: {sorted(left)}"
+            )
+        _signal_all(left, signal.SIGKILL)  # again each round: a dying raylet may start a worker
+        seen |= left
+        time.sleep(0.2)
 
 
 def start_cluster(temp_dir: Path, env: dict[str, str], num_cpus: int = 2) -> RayCluster:
@@ -170,17 +235,20 @@ def start_cluster(temp_dir: Path, env: dict[str, str], num_cpus: int = 2) -> Ray
     gets them from a Kubernetes Secret."""
     token = secrets.token_hex(32)
     command, dashboard = _start_command(temp_dir, num_cpus)
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    start_env = os.environ | env | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     cluster = RayCluster(f"http://{HOST}:{dashboard}", temp_dir, token)
     try:
-        subprocess.run(
+        started = subprocess.run(
             command,
-            env=start_env | {"PATH": path},
-            check=True,
+            env=_start_env(env, token),
             capture_output=True,
+            text=True,
             timeout=START_TIMEOUT_S,
+            start_new_session=True,  # a Ctrl-C meant for the tests does not reach the cluster
         )
+        if started.returncode != 0:
+            raise RayClusterError(
+                f"ray start exited with {started.returncode}:\n{started.stdout}{started.stderr}"
+            )
         _wait_for_job_server(cluster, START_TIMEOUT_S)
     except BaseException:
         stop_cluster(temp_dir)
@@ -190,10 +258,11 @@ def start_cluster(temp_dir: Path, env: dict[str, str], num_cpus: int = 2) -> Ray
 
 @contextlib.contextmanager
 def running_ray_cluster(env: dict[str, str], num_cpus: int = 2) -> Iterator[RayCluster]:
-    """A head node for the `with` body, stopped and removed however the body exits."""
+    """A head node for the `with` body, stopped and its directory removed however the body
+    exits."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rayc-", dir="/tmp"))
     try:
         yield start_cluster(temp_dir, env, num_cpus)
     finally:
         stop_cluster(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(temp_dir)
