@@ -1,4 +1,4 @@
-"""The `shardscribe` command: run, status, demo.
+"""The `shardscribe` command: run, status, demo, bench, preview, synth, train.
 
 Exit codes: 0 every shard committed; 1 a shard failed after its retries (the others
 are committed); 2 a usage or config error, with a message naming the bad field.
@@ -24,6 +24,7 @@ from pipeline.config import (
     validate_config,
 )
 from pipeline.errors import ConfigError, InputError, OutputBusyError, OutputConflictError
+from pipeline.train_config import TrainConfig
 
 log = logging.getLogger("shardscribe")
 PRESETS = Path(__file__).parent / "presets"
@@ -71,7 +72,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_bench_parser(commands)
     _add_preview_parser(commands)
+    _add_synth_parser(commands)
+    models = commands.add_parser("models", help="the models bundled with shardscribe")
+    models.add_argument("--json", action="store_true", help="one JSON object per model")
+    train = commands.add_parser(
+        "train", help="train or fine-tune on image-text shards (Ray Train), resumable"
+    )
+    train.add_argument("--config", help="YAML training config; flags override its fields")
+    add_config_flags(train, TrainConfig)
     return parser
+
+
+def _add_synth_parser(commands) -> None:
+    synth = commands.add_parser(
+        "synth", help="render printed text lines into WebDataset shards (.png + .txt)"
+    )
+    synth.add_argument("output_uri", help="a directory or an fsspec URL")
+    synth.add_argument("--lines", type=int, default=10_000)
+    synth.add_argument("--per-shard", type=int, default=1000)
+    synth.add_argument("--seed", type=int, default=0, help="the same seed, the same shards")
+    synth.add_argument(
+        "--font",
+        action="append",
+        default=[],
+        help="a TrueType/OpenType file used beside Pillow's bundled font (repeatable)",
+    )
+    synth.add_argument("--min-font-size", type=int, default=14)
+    synth.add_argument("--max-font-size", type=int, default=32)
+    synth.add_argument("--max-chars", type=int, default=32, help="longest line in characters")
+    synth.add_argument(
+        "--words",
+        choices=["train", "heldout", "all"],
+        default="train",
+        help="which part of the word list (every 10th word is held out of 'train')",
+    )
 
 
 def _add_bench_parser(commands) -> None:
@@ -177,6 +211,54 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from model.bundled import bundled_models
+
+    for model in bundled_models():
+        summary = model.summary()
+        if args.json:
+            print(json.dumps(summary))
+            continue
+        figures = summary["evaluation"] or {}
+        clean = figures.get("clean_greedy", {})
+        cer = f", CER {clean['cer']:.1%} on clean held-out lines" if clean else ""
+        print(
+            f"{model.name}  {summary['weights_mb']} MB{cer}\n  {model.path}\n  card: {model.card}"
+        )
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from jobs.synth import SynthSettings, write_synth_shards
+
+    settings = SynthSettings(
+        lines=args.lines,
+        per_shard=args.per_shard,
+        seed=args.seed,
+        fonts=tuple(args.font),
+        min_font_size=args.min_font_size,
+        max_font_size=args.max_font_size,
+        max_chars=args.max_chars,
+        words=args.words,
+    )
+    paths = write_synth_shards(args.output_uri, settings)
+    log.info("wrote %d lines in %d shard(s) under %s", args.lines, len(paths), args.output_uri)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pipeline.training import TrainingError, run_training
+
+    data = read_config_file(args.config) if args.config else {}
+    config = validate_config(merge_overrides(data, overrides_from(args, TrainConfig)), TrainConfig)
+    try:
+        run_training(config)
+    except TrainingError as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
@@ -217,6 +299,9 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
         "demo": _demo,
         "bench": _bench,
         "preview": _preview,
+        "synth": _synth,
+        "models": _models,
+        "train": _train,
     }[args.command]
     try:
         return handler(args)

@@ -1,4 +1,5 @@
-"""Command-line flags generated from `JobConfig`, so every config field has a flag."""
+"""Command-line flags generated from a config model (`JobConfig`, `TrainConfig`), so
+every config field has a flag."""
 
 from __future__ import annotations
 
@@ -13,19 +14,19 @@ from pipeline.config import JobConfig
 _SECTION_FLAGS = {("input", "uri"), ("output", "uri"), ("model", "name")}
 
 
-def _leaf_fields() -> list[tuple[str, str, Any]]:
+def _leaf_fields(schema: type[BaseModel]) -> list[tuple[str, str, Any]]:
     leaves = []
-    for section, section_field in JobConfig.model_fields.items():
+    for section, section_field in schema.model_fields.items():
         model: type[BaseModel] = section_field.annotation  # type: ignore[assignment]
         for name, field in model.model_fields.items():
             leaves.append((section, name, field))
     return leaves
 
 
-def flag_table() -> dict[str, str]:
-    """{argparse dest: 'section.field'} for every field of the job config."""
+def flag_table(schema: type[BaseModel] = JobConfig) -> dict[str, str]:
+    """{argparse dest: 'section.field'} for every field of the config."""
     table: dict[str, str] = {}
-    for section, name, _ in _leaf_fields():
+    for section, name, _ in _leaf_fields(schema):
         dest = section if (section, name) in _SECTION_FLAGS else name
         if dest in table:
             raise AssertionError(f"two config fields want the flag --{dest}")
@@ -33,10 +34,11 @@ def flag_table() -> dict[str, str]:
     return table
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, schema: type[BaseModel] = JobConfig):
     """One flag per config field; values are validated by pydantic, which names the field."""
+    flag_table(schema)  # refuses two fields wanting one flag
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for section, name, field in _leaf_fields():
+    for section, name, field in _leaf_fields(schema):
         group = groups.setdefault(section, parser.add_argument_group(f"{section} settings"))
         dest = section if (section, name) in _SECTION_FLAGS else name
         flag = "--" + dest.replace("_", "-")
@@ -49,10 +51,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=dest, default=None, metavar="VALUE", help=help_text)
 
 
-def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+def overrides_from(args: argparse.Namespace, schema: type[BaseModel] = JobConfig) -> dict[str, Any]:
     """{'section.field': value} for the flags given on the command line."""
     return {
         dotted: getattr(args, dest)
-        for dest, dotted in flag_table().items()
+        for dest, dotted in flag_table(schema).items()
         if getattr(args, dest, None) is not None
     }

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import json
 import random
-import tarfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from jobs.synth import write_tar
 
 WORDS = (
     "shard",
@@ -62,24 +63,22 @@ def render_line(text: str, height: int = 32, font_size: int = 20) -> Image.Image
     return image
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
 def write_sample_shards(directory: Path, shards: int = 3, per_shard: int = 8, seed: int = 0):
     """WebDataset tars `lines-NNNN.tar`, each sample a .png line and its .txt/.json."""
     directory.mkdir(parents=True, exist_ok=True)
     lines = sample_lines(shards * per_shard, seed)
     for shard in range(shards):
-        with tarfile.open(directory / f"lines-{shard:04d}.tar", "w") as tar:
-            for i in range(per_shard):
-                text = lines[shard * per_shard + i]
-                key = f"{shard:04d}-{i:04d}"
-                png = io.BytesIO()
-                render_line(text).save(png, "PNG")
-                _add(tar, f"{key}.png", png.getvalue())
-                _add(tar, f"{key}.txt", text.encode())
-                _add(tar, f"{key}.json", json.dumps({"source": "demo", "n": i}).encode())
+        members = []
+        for i in range(per_shard):
+            text = lines[shard * per_shard + i]
+            key = f"{shard:04d}-{i:04d}"
+            png = io.BytesIO()
+            render_line(text).save(png, "PNG")
+            members += [
+                (f"{key}.png", png.getvalue()),
+                (f"{key}.txt", text.encode()),
+                (f"{key}.json", json.dumps({"source": "demo", "n": i}).encode()),
+            ]
+        with open(directory / f"lines-{shard:04d}.tar", "wb") as file:
+            write_tar(file, members)
     return directory

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from model.images import DEFAULT_MAX_IMAGE_PIXELS
 from model.settings import GenerationSettings, LabelSettings, ModelSettings
@@ -95,6 +104,15 @@ class ComputeSettings(_Section):
         description="Ray cluster to join. Unset: RAY_ADDRESS, else a local Ray started for you.",
     )
 
+    @field_validator("batch_size", mode="wrap")
+    @classmethod
+    def _one_message_for_batch_size(cls, value: Any, handler: ValidatorFunctionWrapHandler):
+        # The union would report one error per member; users need one sentence.
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError("should be a positive integer or 'auto'") from None
+
 
 class RetrySettings(_Section):
     max_attempts: int = Field(default=3, ge=1, description="Tries per shard before it fails.")
@@ -177,24 +195,28 @@ class JobConfig(_Section):
 
 
 SECRET_FIELDS = {"secret_access_key", "session_token"}
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error["loc"])
-    text = f"{where}: {error['msg']}" if where else error["msg"].removeprefix("Value error, ")
+    message = error["msg"].removeprefix("Value error, ")
+    text = f"{where}: {message}" if where else message
     # A check across fields (empty loc) has the whole config, secrets included, as input.
     if where and error["type"] != "missing" and not SECRET_FIELDS & set(map(str, error["loc"])):
         text += f" (got {error['input']!r})"
     return text
 
 
-def validate_config(data: dict[str, Any]) -> JobConfig:
-    """JobConfig from a nested dict; a ConfigError names every bad field."""
+def validate_config(data: dict[str, Any], schema: type[ConfigT] = JobConfig) -> ConfigT:
+    """The config (JobConfig unless told) from a nested dict; a ConfigError names every
+    bad field."""
     try:
-        return JobConfig.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(_describe(e) for e in error.errors())
-        raise ConfigError(f"invalid job config: {problems}") from None
+        kind = "job" if schema is JobConfig else "training"
+        raise ConfigError(f"invalid {kind} config: {problems}") from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -25,15 +25,16 @@ class ActorResources:
     torch_threads: int | None  # None: Ray's default (its CPU reservation)
 
 
-def connect_ray(address: str | None) -> None:
+def connect_ray(address: str | None, dashboard: bool = False) -> None:
     """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
-    a local Ray when there is none."""
+    a local Ray when there is none, with the dashboard when asked (Ray Train watches its
+    controller through the state API, which the dashboard serves)."""
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
         else:
-            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(include_dashboard=dashboard, logging_level=logging.WARNING)
     context = DataContext.get_current()
     context.enable_progress_bars = False  # our own progress reporting replaces Ray's bars
     context.print_on_execution_start = False

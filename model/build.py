@@ -1,0 +1,219 @@
+"""Build a `VisionEncoderDecoderModel` to train: a checkpoint to fine-tune, or an encoder
+and a decoder paired with `from_encoder_decoder_pretrained`, each a checkpoint or a
+built-in config (random init, sized for printed text lines on a CPU).
+
+Built-in parts are first saved as ordinary checkpoints, so every pairing takes the
+same documented path; the special token ids are then set from the tokenizer, and a
+pairing that cannot work (no start or pad token) fails with what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    TrOCRConfig,
+    TrOCRForCausalLM,
+    VisionEncoderDecoderModel,
+    ViTConfig,
+    ViTImageProcessor,
+    ViTModel,
+)
+
+from model.bundled import resolve_model_name
+from model.char_tokenizer import BOS_ID, EOS_ID, PAD_ID, char_tokenizer
+from model.loading import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LineEncoder:
+    """A ViT over a text line cut into full-height columns: one frame per 4 pixels."""
+
+    width: int
+    layers: int
+    heads: int
+    image_size: tuple[int, int]
+
+    def config(self) -> ViTConfig:
+        return ViTConfig(
+            image_size=self.image_size,
+            patch_size=(self.image_size[0], 4),
+            hidden_size=self.width,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            intermediate_size=4 * self.width,
+        )
+
+
+@dataclass(frozen=True)
+class CharDecoder:
+    """A TrOCR decoder over the character tokenizer."""
+
+    width: int
+    layers: int
+    heads: int
+
+    def config(self, vocab_size: int) -> TrOCRConfig:
+        return TrOCRConfig(
+            vocab_size=vocab_size,
+            d_model=self.width,
+            decoder_layers=self.layers,
+            decoder_attention_heads=self.heads,
+            decoder_ffn_dim=4 * self.width,
+            max_position_embeddings=128,
+            pad_token_id=PAD_ID,
+            bos_token_id=BOS_ID,
+            eos_token_id=EOS_ID,
+        )
+
+
+BUILTIN_ENCODERS = {
+    "vit-line-tiny": LineEncoder(width=32, layers=1, heads=2, image_size=(32, 128)),
+    "vit-line-small": LineEncoder(width=192, layers=4, heads=4, image_size=(32, 320)),
+}
+BUILTIN_DECODERS = {
+    "trocr-char-tiny": CharDecoder(width=32, layers=1, heads=2),
+    "trocr-char-small": CharDecoder(width=192, layers=3, heads=4),
+}
+
+
+def _save_builtin_encoder(name: str, directory: Path) -> str:
+    ViTModel(BUILTIN_ENCODERS[name].config()).save_pretrained(directory)
+    return str(directory)
+
+
+def _save_builtin_decoder(name: str, directory: Path) -> str:
+    tokenizer = char_tokenizer()
+    config = BUILTIN_DECODERS[name].config(len(tokenizer))
+    TrOCRForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+def _load(what: str, name: str, loader: Any) -> Any:
+    try:
+        return loader.from_pretrained(name)
+    except Exception as error:  # transformers raises OSError, ValueError or KeyError here
+        raise ModelLoadError(
+            f"cannot load the {what} of {name!r}: {error}. Built-in encoders: "
+            f"{', '.join(BUILTIN_ENCODERS)}; built-in decoders: {', '.join(BUILTIN_DECODERS)}; "
+            "else give a local checkpoint or a hub id available offline."
+        ) from error
+
+
+def _first_set(*ids: int | None) -> int | None:
+    return next((i for i in ids if i is not None), None)
+
+
+def set_special_tokens(model: VisionEncoderDecoderModel, tokenizer: PreTrainedTokenizerBase):
+    """decoder_start, pad and eos ids from the tokenizer; the decoder's vocabulary grown to
+    the tokenizer's when it is smaller. Ids already in the config are kept."""
+    config = model.config
+    start = _first_set(
+        getattr(config, "decoder_start_token_id", None),
+        tokenizer.bos_token_id,
+        tokenizer.cls_token_id,
+        tokenizer.eos_token_id,
+    )
+    pad = _first_set(
+        getattr(config, "pad_token_id", None), tokenizer.pad_token_id, tokenizer.eos_token_id
+    )
+    eos = _first_set(getattr(config, "eos_token_id", None), tokenizer.eos_token_id)
+    for field, value in (("decoder_start_token_id", start), ("pad_token_id", pad)):
+        if value is None:
+            raise ModelLoadError(
+                f"cannot set {field}: the tokenizer has no bos, cls, pad or eos token; "
+                "use a decoder checkpoint whose tokenizer defines them"
+            )
+    if eos is None:
+        raise ModelLoadError("cannot set eos_token_id: the tokenizer has no eos token")
+    if len(tokenizer) > model.decoder.config.vocab_size:
+        log.info("growing the decoder vocabulary to the tokenizer's %d tokens", len(tokenizer))
+        model.decoder.resize_token_embeddings(len(tokenizer))
+    for target in (config, model.generation_config):
+        target.decoder_start_token_id, target.pad_token_id, target.eos_token_id = start, pad, eos
+    config.vocab_size = model.decoder.config.vocab_size
+
+
+@dataclass
+class TrainableModel:
+    model: VisionEncoderDecoderModel
+    image_processor: Any
+    tokenizer: PreTrainedTokenizerBase
+
+
+def _builtin_image_processor(name: str) -> ViTImageProcessor:
+    height, width = BUILTIN_ENCODERS[name].image_size
+    return ViTImageProcessor(
+        size={"height": height, "width": width}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+
+
+def load_processors_for(
+    checkpoint: str | None, encoder: str | None, decoder: str | None
+) -> tuple[Any, PreTrainedTokenizerBase]:
+    """The image processor (encoder side) and tokenizer (decoder side) `build_model` uses,
+    without building the model: what data preparation needs."""
+    if checkpoint:
+        checkpoint = resolve_model_name(checkpoint)
+        return (
+            _load("image processor", checkpoint, AutoImageProcessor),
+            _load("tokenizer", checkpoint, AutoTokenizer),
+        )
+    if not (encoder and decoder):
+        raise ModelLoadError("give model.name (a checkpoint) or both encoder and decoder")
+    processor = (
+        _builtin_image_processor(encoder)
+        if encoder in BUILTIN_ENCODERS
+        else _load("image processor", encoder, AutoImageProcessor)
+    )
+    tokenizer = (
+        char_tokenizer()
+        if decoder in BUILTIN_DECODERS
+        else _load("tokenizer", decoder, AutoTokenizer)
+    )
+    return processor, tokenizer
+
+
+def build_model(
+    checkpoint: str | None = None, encoder: str | None = None, decoder: str | None = None
+) -> TrainableModel:
+    """A checkpoint to fine-tune, or `encoder` + `decoder` paired (built-in names or
+    checkpoints). Processor from the encoder side, tokenizer from the decoder side."""
+    image_processor, tokenizer = load_processors_for(checkpoint, encoder, decoder)
+    if checkpoint:
+        model = _load("model", resolve_model_name(checkpoint), VisionEncoderDecoderModel)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            if encoder in BUILTIN_ENCODERS:
+                encoder = _save_builtin_encoder(encoder, Path(scratch) / "encoder")
+            if decoder in BUILTIN_DECODERS:
+                decoder = _save_builtin_decoder(decoder, Path(scratch) / "decoder")
+            model = _pair(encoder, decoder)
+    set_special_tokens(model, tokenizer)
+    return TrainableModel(model, image_processor, tokenizer)
+
+
+def _pair(encoder: str, decoder: str) -> VisionEncoderDecoderModel:
+    try:
+        # Cross-attention on: checkpoints of plain language models (GPT-2, ...) lack the
+        # flags, and transformers refuses a decoder config without them.
+        decoder_config = AutoConfig.from_pretrained(decoder)
+        decoder_config.is_decoder = decoder_config.add_cross_attention = True
+        return VisionEncoderDecoderModel.from_encoder_decoder_pretrained(
+            encoder, decoder, decoder_config=decoder_config
+        )
+    except Exception as error:
+        raise ModelLoadError(
+            f"cannot pair encoder {encoder!r} with decoder {decoder!r}: {error}"
+        ) from error

@@ -1,0 +1,115 @@
+"""Image-text shards -> Ray Data datasets of (pixel_values, labels) for training.
+
+The shards are the ones `run` reads (same readers, same decoding). The validation
+split is by shard, so no line of a validation shard is ever trained on. Rows that
+cannot teach anything (no image, an undecodable one, no text, a text longer than
+the label budget) are skipped and counted in the log; a shard that cannot be read
+at all stops training with its name, because silently training on less is worse.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from model.build import load_processors_for
+from model.images import ImageDecodeError, decode_image, pixel_arrays
+from model.training import encode_labels
+from pipeline.errors import InputError
+from pipeline.readers import read_source_rows
+from pipeline.shards import Shard, discover_shards
+from pipeline.storage import open_filesystem
+from pipeline.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+CHUNK_ROWS = 256  # rows per block out of a shard, so pixels stream instead of piling up
+
+
+def split_shards(config: TrainConfig) -> tuple[list[Shard], list[Shard]]:
+    """(training shards, validation shards): `validation_shards` of them picked by seed."""
+    fs, root = open_filesystem(config.input.uri, config.storage)
+    shards = discover_shards(fs, root, config.input)
+    held_out = config.input.validation_shards
+    if held_out >= len(shards):
+        raise InputError(
+            f"input {config.input.uri} has {len(shards)} shard(s); holding out {held_out} for "
+            "validation leaves none to train on (lower input.validation_shards)"
+        )
+    _check_text_column(fs, shards[0], config)
+    picked = set(random.Random(config.training.seed).sample(range(len(shards)), held_out))
+    train = [s for i, s in enumerate(shards) if i not in picked]
+    validation = [s for i, s in enumerate(shards) if i in picked]
+    return train, validation
+
+
+def _texts(source_passthrough: pa.Table | None, column: str, shard: Shard) -> list[str | None]:
+    columns = [] if source_passthrough is None else source_passthrough.column_names
+    if column not in columns:
+        raise InputError(
+            f"shard {shard.id} has no text column {column!r} (found: {', '.join(columns) or 'none'}"
+            "); set input.text_column (--text-column)"
+        )
+    return source_passthrough.column(column).to_pylist()
+
+
+def _check_text_column(fs, shard: Shard, config: TrainConfig) -> None:
+    """Fail before Ray starts when the first shard lacks the text column."""
+    _texts(read_source_rows(fs, shard, config.input).passthrough, config.input.text_column, shard)
+
+
+def read_examples(items: pa.Table, config: TrainConfig) -> Iterator[dict[str, np.ndarray]]:
+    """Ray task over one shard: its usable rows as pixel_values + labels, in chunks."""
+    processor, tokenizer = load_processors_for(
+        config.model.name, config.model.encoder, config.model.decoder
+    )
+    fs, _ = open_filesystem(config.input.uri, config.storage)
+    for item in items.to_pylist():
+        shard = Shard.from_item(item)
+        source = read_source_rows(fs, shard, config.input)
+        texts = _texts(source.passthrough, config.input.text_column, shard)
+        images, kept_texts, skipped = [], [], 0
+        for data, text, error in zip(source.images, texts, source.errors, strict=True):
+            try:
+                if error is not None or not text:
+                    raise ImageDecodeError(error or "no text")
+                images.append(decode_image(data, config.input.max_image_pixels))
+                kept_texts.append(text)
+            except ImageDecodeError:
+                skipped += 1
+        encoded = encode_labels(kept_texts, tokenizer, config.model.max_target_tokens)
+        fits = ~encoded.too_long
+        skipped += int(encoded.too_long.sum())
+        if skipped:
+            log.warning("shard %s: %d of %d rows skipped", shard.id, skipped, len(texts))
+        images = [image for image, ok in zip(images, fits, strict=True) if ok]
+        labels = encoded.labels[fits]
+        for start in range(0, len(images), CHUNK_ROWS):
+            yield {
+                "pixel_values": pixel_arrays(images[start : start + CHUNK_ROWS], processor),
+                "labels": labels[start : start + CHUNK_ROWS],
+            }
+
+
+def examples_dataset(shards: list[Shard], config: TrainConfig, shuffle: bool) -> ray.data.Dataset:
+    """One read task per shard; `shuffle` randomises the shard order per epoch."""
+    dataset = ray.data.from_items([s.to_item() for s in shards], override_num_blocks=len(shards))
+    if shuffle:
+        dataset = dataset.randomize_block_order(seed=config.training.seed)
+    return dataset.map_batches(
+        read_examples, batch_size=1, batch_format="pyarrow", fn_kwargs={"config": config}
+    )
+
+
+def count_examples(shards: list[Shard], config: TrainConfig) -> int:
+    """Usable training rows, to size the learning-rate schedule when epochs are given."""
+    return sum(
+        len(batch["labels"])
+        for batch in examples_dataset(shards, config, shuffle=False).iter_batches(
+            batch_size=None, batch_format="numpy"
+        )
+    )

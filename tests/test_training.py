@@ -1,0 +1,196 @@
+"""`shardscribe train` end to end on Ray Train: a small set learned exactly and run
+through `shardscribe run`, a killed run resumed from its checkpoint, bad input named."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from jobs.synth import SynthSettings, write_synth_shards
+from model.loading import load_model
+from model.settings import ModelSettings
+from model.training import recognise
+from tests.test_cli import shardscribe
+
+TINY = ["--encoder", "vit-line-tiny", "--decoder", "trocr-char-tiny"]
+# Settings measured to learn 16 short lines exactly with the tiny model in ~250 steps.
+MEMORISE = [
+    "--learning-rate", "3e-3", "--warmup-steps", "0", "--schedule", "constant_with_warmup",
+    "--ctc-weight", "0.5", "--batch-size", "16", "--log-every-steps", "50",
+]  # fmt: skip
+
+
+def _shards(directory: Path, lines: int, per_shard: int, seed: int = 0) -> Path:
+    write_synth_shards(
+        str(directory), SynthSettings(lines=lines, per_shard=per_shard, seed=seed, max_chars=10)
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def memorised(tmp_path_factory) -> tuple[Path, Path]:
+    """(input, model): 16 lines in one shard, trained on until learned."""
+    root = tmp_path_factory.mktemp("memorise")
+    data = _shards(root / "data", 16, 16)
+    model = root / "model"
+    result = shardscribe(
+        "train", "--input", str(data), "--output", str(model), *TINY, *MEMORISE,
+        "--validation-shards", "0", "--max-steps", "300", "--every-steps", "300",
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return data, model
+
+
+def _texts_and_images(shard_dir: Path) -> tuple[list[str], list[Image.Image]]:
+    import tarfile
+
+    texts, images = [], []
+    for tar_path in sorted(shard_dir.glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+        for name in sorted(n for n in members if n.endswith(".png")):
+            images.append(Image.open(io.BytesIO(members[name])).convert("RGB"))
+            texts.append(members[name.removesuffix(".png") + ".txt"].decode())
+    return texts, images
+
+
+def test_a_small_set_is_learned_exactly_and_runs_through_the_pipeline(memorised, tmp_path):
+    data, model = memorised
+    texts, _ = _texts_and_images(data)
+    out = tmp_path / "out"
+    result = shardscribe(
+        "run", "--input", str(data), "--output", str(out), "--model", str(model),
+        "--max-new-tokens", "16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pq.read_table(out / "lines-00000.parquet").to_pylist()
+    assert [row["text"] for row in rows] == texts
+    assert [row["txt"] for row in rows] == texts
+
+
+def test_the_pipeline_matches_generate_on_the_trained_model(memorised, tmp_path):
+    """Parity on lines the model never saw (whatever it reads, run says the same)."""
+    _, model = memorised
+    data = _shards(tmp_path / "unseen", 12, 6, seed=7)
+    out = tmp_path / "out"
+    result = shardscribe(
+        "run", "--input", str(data), "--output", str(out), "--model", str(model),
+        "--max-new-tokens", "16", "--batch-size", "5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = [r["text"] for f in sorted(out.glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    loaded = load_model(ModelSettings(name=str(model)))
+    _, images = _texts_and_images(data)
+    pixels = loaded.image_processor(images=images, return_tensors="pt").pixel_values
+    assert got == recognise(loaded.model, loaded.tokenizer, pixels, max_new_tokens=16)
+
+
+def test_training_summary_records_steps_and_settings(memorised):
+    _, model = memorised
+    summary = json.loads((model / "training.json").read_text())
+    assert summary["steps"] == 300
+    assert summary["resumed_from_step"] == 0
+    assert summary["shards"] == {"train": 1, "validation": 0}
+    assert summary["config"]["model"]["encoder"] == "vit-line-tiny"
+    assert "storage" not in summary["config"]
+
+
+def _latest_checkpoint_step(checkpoints: Path) -> int:
+    snapshot = checkpoints / "checkpoint_manager_snapshot.json"
+    if not snapshot.exists():
+        return 0
+    results = json.loads(snapshot.read_text())["checkpoint_results"]
+    return max((r["metrics"]["step"] for r in results), default=0)
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    data = _shards(tmp_path / "data", 96, 32)
+    model = tmp_path / "model"
+    command = [
+        sys.executable, "-m", "jobs", "train", "--input", str(data), "--output", str(model),
+        *TINY, "--batch-size", "8", "--max-steps", "400", "--every-steps", "20",
+        "--max-rows", "8", "--log-every-steps", "20",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while _latest_checkpoint_step(model / "checkpoints") < 40:
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    process.wait()
+    killed_at = _latest_checkpoint_step(model / "checkpoints")
+    assert not (model / "training.json").exists()
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((model / "training.json").read_text())
+    assert summary["resumed_from_step"] == killed_at
+    assert summary["steps"] == 400
+    assert f"resumed from the checkpoint at step {killed_at}" in result.stderr + result.stdout
+    assert summary["evaluations"][0]["step"] == killed_at + 20
+
+
+def test_loss_falls_on_a_small_set(tmp_path):
+    """Plain steps of the training module (no Ray): cross-entropy halves in 60 steps."""
+    from model.build import build_model
+    from model.training import OCRTrainingModule, encode_labels, trim_labels
+
+    data = _shards(tmp_path / "data", 32, 32)
+    texts, images = _texts_and_images(data)
+    torch.manual_seed(0)
+    parts = build_model(encoder="vit-line-tiny", decoder="trocr-char-tiny")
+    pixels = parts.image_processor(images=images, return_tensors="pt").pixel_values
+    labels = trim_labels(torch.from_numpy(encode_labels(texts, parts.tokenizer, 16).labels))
+    module = OCRTrainingModule(parts.model, ctc_weight=0.5)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        _, ce, _ = module(pixels, labels)
+        losses.append(float(ce.detach()))
+        ce.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses[-1] < losses[0] / 2, losses[::10]
+
+
+def test_missing_text_column_is_named(tmp_path):
+    data = _shards(tmp_path / "data", 8, 4)
+    result = shardscribe(
+        "train", "--input", str(data), "--output", str(tmp_path / "m"), *TINY,
+        "--text-column", "caption", "--max-steps", "2",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "has no text column 'caption' (found: txt)" in result.stderr
+
+
+def test_holding_out_every_shard_is_refused(tmp_path):
+    data = _shards(tmp_path / "data", 8, 4)
+    result = shardscribe(
+        "train", "--input", str(data), "--output", str(tmp_path / "m"), *TINY,
+        "--validation-shards", "2",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "has 2 shard(s); holding out 2 for validation leaves none" in result.stderr
+
+
+def test_a_model_given_two_ways_is_refused(tmp_path):
+    result = shardscribe(
+        "train", "--input", "x", "--output", "y", "--model", "m", "--encoder", "vit-line-tiny"
+    )
+    assert result.returncode == 2
+    assert "give name (a checkpoint) or encoder + decoder, not both" in result.stderr
