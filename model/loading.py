@@ -75,11 +75,13 @@ def _wrap_load_error(settings: ModelSettings, what: str, error: Exception) -> Mo
 def load_processors(settings: ModelSettings) -> tuple[Any, PreTrainedTokenizerBase]:
     """Image processor and tokenizer of a checkpoint (TrOCR, Donut, vit-gpt2, ...)."""
     try:
-        image_processor = AutoImageProcessor.from_pretrained(settings.name, **_hub_kwargs(settings))
+        image_processor = AutoImageProcessor.from_pretrained(
+            settings.source, **_hub_kwargs(settings)
+        )
     except Exception as error:  # transformers raises OSError, ValueError or KeyError here
         raise _wrap_load_error(settings, "image processor", error) from error
     try:
-        tokenizer = AutoTokenizer.from_pretrained(settings.name, **_hub_kwargs(settings))
+        tokenizer = AutoTokenizer.from_pretrained(settings.source, **_hub_kwargs(settings))
     except Exception as error:
         raise _wrap_load_error(settings, "tokenizer", error) from error
     return image_processor, tokenizer
@@ -101,7 +103,7 @@ def model_identity(settings: ModelSettings, config: Any) -> str:
 
     It goes into the run fingerprint, so a rerun with other weights is noticed.
     """
-    path = Path(settings.name)
+    path = Path(settings.source)
     if not path.is_dir():
         return f"hub:{settings.name}@{getattr(config, '_commit_hash', None) or settings.revision}"
     digest = hashlib.sha256()
@@ -116,7 +118,7 @@ def check_model(settings: ModelSettings) -> str:
     """Fail fast, before any worker starts: config, processor and tokenizer load and
     the special token ids are set. Returns the model identity for the fingerprint."""
     try:
-        config = AutoConfig.from_pretrained(settings.name, **_hub_kwargs(settings))
+        config = AutoConfig.from_pretrained(settings.source, **_hub_kwargs(settings))
     except Exception as error:
         raise _wrap_load_error(settings, "config", error) from error
     if getattr(config, "model_type", None) != "vision-encoder-decoder":
@@ -137,7 +139,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     try:
         try:
             model = VisionEncoderDecoderModel.from_pretrained(
-                settings.name, attn_implementation=settings.attn_implementation, **kwargs
+                settings.source, attn_implementation=settings.attn_implementation, **kwargs
             )
         except ValueError as error:
             if settings.attn_implementation != "sdpa" or "attention" not in str(error):
@@ -146,7 +148,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
             log.info(
                 "model %s has no SDPA for every part; using the default per part", settings.name
             )
-            model = VisionEncoderDecoderModel.from_pretrained(settings.name, **kwargs)
+            model = VisionEncoderDecoderModel.from_pretrained(settings.source, **kwargs)
     except Exception as error:
         raise _wrap_load_error(settings, "weights", error) from error
     check_special_tokens(model.config, settings.name)

@@ -11,6 +11,8 @@ from typing import Literal
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model.bundled import DEFAULT_MODEL, resolve_model_name
+
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -21,8 +23,10 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(
-        description="Hub id (e.g. microsoft/trocr-base-printed) or local path of a "
-        "VisionEncoderDecoderModel checkpoint with its image processor and tokenizer.",
+        default=DEFAULT_MODEL,
+        description="Hub id (e.g. microsoft/trocr-base-printed), local path of a "
+        "VisionEncoderDecoderModel checkpoint with its image processor and tokenizer, or a "
+        "bundled model (shardscribe/printed-lines, the default: printed text lines, offline).",
         min_length=1,
     )
     revision: str | None = Field(
@@ -46,6 +50,18 @@ class ModelSettings(BaseModel):
         default=False,
         description="Allow code shipped with a hub checkpoint to run. Off unless you trust it.",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _bundled_name_exists(cls, name: str) -> str:
+        resolve_model_name(name)
+        return name
+
+    @property
+    def source(self) -> str:
+        """What from_pretrained loads: the name, or a bundled model's path. The name, not
+        the install-dependent path, is what the run settings record."""
+        return resolve_model_name(self.name)
 
 
 class GenerationSettings(BaseModel):

@@ -163,7 +163,10 @@ class JobConfig(_Section):
 
     input: InputSettings = Field(description="Where the shards are and how to read them.")
     output: OutputSettings = Field(description="Where results go.")
-    model: ModelSettings = Field(description="The VisionEncoderDecoder checkpoint.")
+    model: ModelSettings = Field(
+        default_factory=ModelSettings,
+        description="The VisionEncoderDecoder checkpoint (default: the bundled printed-lines).",
+    )
     generation: GenerationSettings = Field(
         default_factory=GenerationSettings, description="How text is generated."
     )

@@ -23,8 +23,8 @@ def test_bad_value_names_field_and_value():
 
 
 def test_missing_required_field_is_named():
-    with pytest.raises(ConfigError, match=r"model: Field required"):
-        validate_config({"input": {"uri": "in"}, "output": {"uri": "out"}})
+    with pytest.raises(ConfigError, match=r"output: Field required"):
+        validate_config({"input": {"uri": "in"}})
 
 
 def test_secret_value_never_appears_in_errors_or_repr():

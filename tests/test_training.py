@@ -105,6 +105,9 @@ def test_training_summary_records_steps_and_settings(memorised):
     assert summary["shards"] == {"train": 1, "validation": 0}
     assert summary["config"]["model"]["encoder"] == "vit-line-tiny"
     assert "storage" not in summary["config"]
+    # Targets were at most max_target_tokens long: run needs no --max-new-tokens.
+    generation = json.loads((model / "generation_config.json").read_text())
+    assert generation["max_new_tokens"] == summary["config"]["model"]["max_target_tokens"] == 64
 
 
 def _latest_checkpoint_step(checkpoints: Path) -> int:
