@@ -15,7 +15,7 @@ import random
 import string
 import tarfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -40,7 +40,7 @@ class SynthSettings:
     lines: int = 10_000
     per_shard: int = 1000
     seed: int = 0
-    fonts: tuple[str, ...] = field(default=())  # font files used beside Pillow's own
+    fonts: tuple[str, ...] = ()  # font files used beside Pillow's own
     min_font_size: int = 14
     max_font_size: int = 32
     max_chars: int = 32

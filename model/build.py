@@ -93,10 +93,9 @@ def _save_builtin_encoder(name: str, directory: Path) -> str:
 
 
 def _save_builtin_decoder(name: str, directory: Path) -> str:
-    tokenizer = char_tokenizer()
-    config = BUILTIN_DECODERS[name].config(len(tokenizer))
-    TrOCRForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    TrOCRForCausalLM(BUILTIN_DECODERS[name].config(len(char_tokenizer()))).save_pretrained(
+        directory
+    )
     return str(directory)
 
 

@@ -52,8 +52,14 @@ def actor_resources(compute: ComputeSettings) -> ActorResources:
     threads = compute.threads_per_actor
     if threads is None and not gpus:
         # Generation dominates on CPU; decode tasks are short and take what is left.
-        threads = max(1, int(ray.cluster_resources().get("CPU", 1) // actors))
+        threads = shared_cpu_threads(actors)
     return ActorResources(actors, gpus, compute.cpus_per_actor, threads)
+
+
+def shared_cpu_threads(consumers: int, keep_free: int = 0) -> int:
+    """Torch threads for each of `consumers` CPU processes: the cluster's CPUs shared out,
+    less `keep_free` each (Ray alone would give each only the CPUs it reserves)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // consumers - keep_free)
 
 
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:

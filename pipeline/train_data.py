@@ -74,13 +74,14 @@ def read_examples(items: pa.Table, config: TrainConfig) -> Iterator[dict[str, np
         texts = _texts(source.passthrough, config.input.text_column, shard)
         images, kept_texts, skipped = [], [], 0
         for data, text, error in zip(source.images, texts, source.errors, strict=True):
-            try:
-                if error is not None or not text:
-                    raise ImageDecodeError(error or "no text")
-                images.append(decode_image(data, config.input.max_image_pixels))
-                kept_texts.append(text)
-            except ImageDecodeError:
-                skipped += 1
+            if error is None and text:
+                try:
+                    images.append(decode_image(data, config.input.max_image_pixels))
+                    kept_texts.append(text)
+                    continue
+                except ImageDecodeError:
+                    pass
+            skipped += 1
         encoded = encode_labels(kept_texts, tokenizer, config.model.max_target_tokens)
         fits = ~encoded.too_long
         skipped += int(encoded.too_long.sum())
