@@ -88,24 +88,38 @@ def _add_synth_parser(commands) -> None:
         "synth", help="render printed text lines into WebDataset shards (.png + .txt)"
     )
     synth.add_argument("output_uri", help="a directory or an fsspec URL")
-    synth.add_argument("--lines", type=int, default=10_000)
-    synth.add_argument("--per-shard", type=int, default=1000)
+    synth.add_argument("--lines", type=int, default=10_000, help="lines in all")
+    synth.add_argument("--per-shard", type=int, default=1000, help="lines per shard")
     synth.add_argument("--seed", type=int, default=0, help="the same seed, the same shards")
     synth.add_argument(
         "--font",
         action="append",
         default=[],
-        help="a TrueType/OpenType file used beside Pillow's bundled font (repeatable)",
+        help="a TrueType/OpenType file to render with, beside Pillow's bundled font "
+        "(repeatable); none given: the installed font families of --font-split",
     )
-    synth.add_argument("--min-font-size", type=int, default=14)
-    synth.add_argument("--max-font-size", type=int, default=32)
-    synth.add_argument("--max-chars", type=int, default=32, help="longest line in characters")
+    synth.add_argument(
+        "--font-split",
+        choices=["train", "heldout", "all"],
+        default="train",
+        help="installed families to use: those trained on, those held out for evaluation, all",
+    )
+    synth.add_argument("--min-font-size", type=int, default=24, help="smallest font size, px")
+    synth.add_argument("--max-font-size", type=int, default=64, help="largest font size, px")
+    synth.add_argument("--max-chars", type=int, default=100, help="longest line in characters")
+    synth.add_argument(
+        "--degraded",
+        type=float,
+        default=0.5,
+        help="share of lines made scan-like (noise, blur, JPEG, rotation, uneven background)",
+    )
     synth.add_argument(
         "--words",
         choices=["train", "heldout", "all"],
         default="train",
         help="which part of the word list (every 10th word is held out of 'train')",
     )
+    synth.add_argument("--workers", type=int, default=1, help="processes rendering shards")
 
 
 def _add_bench_parser(commands) -> None:
@@ -236,12 +250,14 @@ def _synth(args: argparse.Namespace) -> int:
         per_shard=args.per_shard,
         seed=args.seed,
         fonts=tuple(args.font),
+        font_split=args.font_split,
         min_font_size=args.min_font_size,
         max_font_size=args.max_font_size,
         max_chars=args.max_chars,
         words=args.words,
+        degraded=args.degraded,
     )
-    paths = write_synth_shards(args.output_uri, settings)
+    paths = write_synth_shards(args.output_uri, settings, workers=args.workers)
     log.info("wrote %d lines in %d shard(s) under %s", args.lines, len(paths), args.output_uri)
     return 0
 

@@ -1,10 +1,12 @@
-"""`shardscribe synth`: printed text lines rendered with offline fonts, written as
+"""`shardscribe synth`: printed text lines rendered with the machine's fonts, written as
 WebDataset shards (`<key>.png` + `<key>.txt`) that `run` reads and `train` learns from.
 
-Lines mix dictionary words, numbers, dates and prices, and random characters, in
-mixed case with punctuation; each is rendered at a random size, position and
-contrast, sometimes blurred or noisy. Everything follows from the seed: shard `i`
-has its own generator, so any shard can be rebuilt alone.
+Lines are prose, words, numbers, dates, prices, phone numbers, addresses and codes
+(`jobs.texts`), 1 to `max_chars` characters long, in a random font family of the
+chosen split (`jobs.fonts`; Pillow's own font too), at a random size, margin and
+contrast; part of them scan-like: noise, blur, JPEG artefacts, a slight rotation, an
+uneven background, faded ink. Everything follows from the seed: shard `i` has its
+own generator, so any shard can be rebuilt alone.
 """
 
 from __future__ import annotations
@@ -12,27 +14,23 @@ from __future__ import annotations
 import io
 import logging
 import random
-import string
 import tarfile
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from jobs.fonts import font_split, installed_families
+from jobs.texts import WordSplit, training_line, word_list
 from pipeline.config import StorageSettings
 from pipeline.storage import join, open_filesystem
 
 log = logging.getLogger(__name__)
-
-WORDS_FILE = Path(__file__).parent / "data" / "words.txt"
-WordSplit = Literal["train", "heldout", "all"]
-# Every 10th word of the list is kept out of training lines, for honest held-out tests.
-HELDOUT_EVERY = 10
-PUNCTUATION_AFTER = ",.;:!?"
-RANDOM_CHARS = string.ascii_letters + string.digits + string.punctuation
+FontSplit = Literal["train", "heldout", "all"]
 
 
 @dataclass(frozen=True)
@@ -40,75 +38,20 @@ class SynthSettings:
     lines: int = 10_000
     per_shard: int = 1000
     seed: int = 0
-    fonts: tuple[str, ...] = ()  # font files used beside Pillow's own
-    min_font_size: int = 14
-    max_font_size: int = 32
-    max_chars: int = 32
+    fonts: tuple[str, ...] = ()  # font files; none: the installed families of `font_split`
+    font_split: FontSplit = "train"
+    min_font_size: int = 24
+    max_font_size: int = 64
+    max_chars: int = 100
     words: WordSplit = "train"
+    degraded: float = 0.5  # share of lines made scan-like
 
 
-def word_list(split: WordSplit) -> list[str]:
-    words = WORDS_FILE.read_text().split()
-    if split == "all":
-        return words
-    heldout = split == "heldout"
-    return [w for i, w in enumerate(words) if (i % HELDOUT_EVERY == HELDOUT_EVERY - 1) == heldout]
-
-
-def _cased(words: list[str], rng: random.Random) -> list[str]:
-    style = rng.random()
-    if style < 0.55:
-        return words
-    if style < 0.75:
-        return [words[0].capitalize(), *words[1:]]
-    if style < 0.9:
-        return [w.capitalize() for w in words]
-    return [w.upper() for w in words]
-
-
-def _number(rng: random.Random) -> str:
-    kind = rng.randrange(7)
-    if kind == 0:
-        return str(rng.randint(0, 99999))
-    if kind == 1:
-        return f"{rng.uniform(0, 1000):.{rng.randint(1, 3)}f}"
-    if kind == 2:
-        return f"${rng.randint(1, 9999):,}.{rng.randint(0, 99):02d}"
-    if kind == 3:
-        return f"{rng.randint(0, 100)}%"
-    if kind == 4:
-        return f"{rng.randint(1950, 2049)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-    if kind == 5:
-        return f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
-    return f"#{rng.randint(1, 999)}"
-
-
-def _random_token(rng: random.Random) -> str:
-    return "".join(rng.choices(RANDOM_CHARS, k=rng.randint(1, 8)))
-
-
-def random_line(rng: random.Random, words: list[str], max_chars: int) -> str:
-    """One line: words (cased, with punctuation), numbers or random characters, mixed."""
-    kind = rng.random()
-    tokens: list[str] = []
-    for _ in range(rng.randint(1, 7)):
-        if kind < 0.55 or (kind < 0.8 and rng.random() < 0.7):
-            token = rng.choice(words)
-            if rng.random() < 0.15:
-                token += rng.choice(PUNCTUATION_AFTER)
-        elif kind < 0.8:
-            token = _number(rng)
-        else:
-            token = _random_token(rng) if rng.random() < 0.7 else _number(rng)
-        tokens.append(token)
-    if kind < 0.8:
-        tokens = _cased(tokens, rng)
-    line = tokens[0][:max_chars]
-    for token in tokens[1:]:
-        if len(line) + 1 + len(token) > max_chars:
-            break
-        line += " " + token
-    return line
+def font_choices(settings: SynthSettings) -> list[tuple[str | None, ...]]:
+    """Font files grouped by family; `(None,)` stands for Pillow's own font."""
+    if settings.fonts:
+        return [(None,), *((path,) for path in settings.fonts)]
+    return [(None,), *font_split(installed_families(), settings.font_split).values()]
 
 
 def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
@@ -116,21 +59,56 @@ def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
 
 
 def render_text(text: str, font: ImageFont.FreeTypeFont, rng: random.Random) -> Image.Image:
-    """Grey text on a grey background (sometimes inverted), random margins, maybe blur
-    and noise. Greyscale PNG-ready image; the width follows the text."""
+    """Dark text on a light background (sometimes inverted, sometimes faded) with random
+    margins. Greyscale; the width follows the text."""
     left, top, right, bottom = font.getbbox(text)
-    margins = [rng.randint(2, 20), rng.randint(1, 10), rng.randint(2, 20), rng.randint(1, 10)]
-    size = (right - left + margins[0] + margins[2], bottom - top + margins[1] + margins[3])
-    background, ink = rng.randint(170, 255), rng.randint(0, 90)
-    if rng.random() < 0.1:
+    size = font.size
+    margins = [
+        rng.randint(1, max(2, size)),
+        rng.randint(0, max(1, size // 3)),
+        rng.randint(1, max(2, size)),
+        rng.randint(0, max(1, size // 3)),
+    ]
+    canvas = (right - left + margins[0] + margins[2], bottom - top + margins[1] + margins[3])
+    background = rng.randint(190, 255)
+    ink = rng.randint(0, 70) if rng.random() < 0.8 else rng.randint(70, 140)  # faded ink
+    if rng.random() < 0.05:
         background, ink = 255 - background, 255 - ink
-    image = Image.new("L", size, background)
+    image = Image.new("L", canvas, background)
     ImageDraw.Draw(image).text((margins[0] - left, margins[1] - top), text, fill=ink, font=font)
-    if rng.random() < 0.3:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    return image
+
+
+def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Scan-like: a slight rotation, an uneven background, blur, resampling, noise, JPEG."""
+    background = int(np.median(np.asarray(image)))
+    if rng.random() < 0.4:
+        image = image.rotate(
+            rng.uniform(-1.5, 1.5), Image.BILINEAR, expand=True, fillcolor=background
+        )
+    pixels = np.asarray(image, dtype=np.float32)
+    if rng.random() < 0.4:
+        ramp = np.linspace(0, rng.uniform(-60, 60), pixels.shape[1], dtype=np.float32)
+        pixels = pixels + (ramp if rng.random() < 0.5 else ramp[::-1])
     if rng.random() < 0.5:
-        noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(2, 12), size[::-1])
-        image = Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8), "L")
+        noise = np.random.default_rng(rng.getrandbits(32)).normal(
+            0, rng.uniform(3, 18), pixels.shape
+        )
+        pixels = pixels + noise
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+    if rng.random() < 0.4:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.3)))
+    if rng.random() < 0.25:
+        factor = rng.uniform(0.45, 0.8)
+        small = image.resize(
+            (max(1, int(image.width * factor)), max(1, int(image.height * factor)))
+        )
+        image = small.resize(image.size, Image.BILINEAR)
+    if rng.random() < 0.4:
+        jpeg = io.BytesIO()
+        image.save(jpeg, "JPEG", quality=rng.randint(15, 60))
+        image = Image.open(jpeg)
+        image.load()
     return image
 
 
@@ -138,17 +116,19 @@ def synth_samples(settings: SynthSettings, shard: int) -> list[tuple[str, str, b
     """(key, text, PNG bytes) for every line of shard number `shard`."""
     rng = random.Random(settings.seed * 1_000_003 + shard)
     words = word_list(settings.words)
-    fonts: list[str | None] = [None, *settings.fonts]
+    families = font_choices(settings)
     first = shard * settings.per_shard
     count = min(settings.per_shard, settings.lines - first)
     samples = []
     for i in range(first, first + count):
-        text = random_line(rng, words, settings.max_chars)
-        # Pillow's bundled font for half of the lines, the given fonts share the rest.
-        path = None if rng.random() < 0.5 else rng.choice(fonts)
+        text = training_line(rng, words, settings.max_chars)
+        path = rng.choice(rng.choice(families))
         font = _font(path, rng.randint(settings.min_font_size, settings.max_font_size))
+        image = render_text(text, font, rng)
+        if rng.random() < settings.degraded:
+            image = degrade(image, rng)
         png = io.BytesIO()
-        render_text(text, font, rng).save(png, "PNG")
+        image.save(png, "PNG")
         samples.append((f"{i:08d}", text, png.getvalue()))
     return samples
 
@@ -162,22 +142,34 @@ def write_tar(file: BinaryIO, members: Iterable[tuple[str, bytes]]) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
+def write_synth_shard(
+    uri: str, settings: SynthSettings, storage: StorageSettings, shard: int
+) -> str:
+    """Write shard number `shard` as `lines-NNNNN.tar` under `uri`; its path."""
+    fs, root = open_filesystem(uri, storage)
+    path = join(root, f"lines-{shard:05d}.tar")
+    members = (
+        member
+        for key, text, png in synth_samples(settings, shard)
+        for member in ((f"{key}.png", png), (f"{key}.txt", text.encode()))
+    )
+    with fs.open(path, "wb") as file:
+        write_tar(file, members)
+    log.info("wrote %s", path)
+    return path
+
+
 def write_synth_shards(
-    uri: str, settings: SynthSettings, storage: StorageSettings | None = None
+    uri: str, settings: SynthSettings, storage: StorageSettings | None = None, workers: int = 1
 ) -> list[str]:
-    """Write `lines-NNNNN.tar` shards under `uri` (a path or an fsspec URL); their paths."""
-    fs, root = open_filesystem(uri, storage or StorageSettings())
+    """Write `lines-NNNNN.tar` shards under `uri` (a path or an fsspec URL), `workers`
+    processes rendering them; their paths."""
+    storage = storage or StorageSettings()
+    fs, root = open_filesystem(uri, storage)
     fs.makedirs(root, exist_ok=True)
-    paths = []
-    for shard in range(-(-settings.lines // settings.per_shard)):
-        path = join(root, f"lines-{shard:05d}.tar")
-        members = (
-            member
-            for key, text, png in synth_samples(settings, shard)
-            for member in ((f"{key}.png", png), (f"{key}.txt", text.encode()))
-        )
-        with fs.open(path, "wb") as file:
-            write_tar(file, members)
-        paths.append(path)
-        log.info("wrote %s", path)
-    return paths
+    write = partial(write_synth_shard, uri, settings, storage)
+    shards = range(-(-settings.lines // settings.per_shard))
+    if workers <= 1:
+        return [write(shard) for shard in shards]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(write, shards))

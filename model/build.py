@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoTokenizer,
+    BaseImageProcessor,
+    DonutImageProcessor,
     PreTrainedTokenizerBase,
     TrOCRConfig,
     TrOCRForCausalLM,
@@ -37,12 +41,29 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LineEncoder:
-    """A ViT over a text line cut into full-height columns: one frame per 4 pixels."""
+    """A ViT over a text line cut into full-height columns: one frame per 4 pixels.
+
+    `keep_aspect`: the image processor scales a line to the input height keeping its
+    aspect ratio and pads it (a line too long for the width is scaled down to fit),
+    instead of stretching every line to the input size."""
 
     width: int
     layers: int
     heads: int
     image_size: tuple[int, int]
+    keep_aspect: bool = False
+
+    def image_processor(self) -> BaseImageProcessor:
+        height, width = self.image_size
+        size, mean_std = (
+            {"height": height, "width": width},
+            {"image_mean": [0.5] * 3, "image_std": [0.5] * 3},
+        )
+        if self.keep_aspect:
+            return DonutImageProcessor(
+                size=size, do_thumbnail=True, do_pad=True, do_align_long_axis=False, **mean_std
+            )
+        return ViTImageProcessor(size=size, **mean_std)
 
     def config(self) -> ViTConfig:
         return ViTConfig(
@@ -80,6 +101,11 @@ class CharDecoder:
 BUILTIN_ENCODERS = {
     "vit-line-tiny": LineEncoder(width=32, layers=1, heads=2, image_size=(32, 128)),
     "vit-line-small": LineEncoder(width=192, layers=4, heads=4, image_size=(32, 320)),
+    # Lines of 1 to 100+ characters at their own aspect ratio: 256 frames, about 2.5 to 3.5
+    # per character of a 100-character line.
+    "vit-line-long": LineEncoder(
+        width=192, layers=4, heads=4, image_size=(32, 1024), keep_aspect=True
+    ),
 }
 BUILTIN_DECODERS = {
     "trocr-char-tiny": CharDecoder(width=32, layers=1, heads=2),
@@ -151,13 +177,6 @@ class TrainableModel:
     tokenizer: PreTrainedTokenizerBase
 
 
-def _builtin_image_processor(name: str) -> ViTImageProcessor:
-    height, width = BUILTIN_ENCODERS[name].image_size
-    return ViTImageProcessor(
-        size={"height": height, "width": width}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-    )
-
-
 def load_processors_for(
     checkpoint: str | None, encoder: str | None, decoder: str | None
 ) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -172,7 +191,7 @@ def load_processors_for(
     if not (encoder and decoder):
         raise ModelLoadError("give model.name (a checkpoint) or both encoder and decoder")
     processor = (
-        _builtin_image_processor(encoder)
+        BUILTIN_ENCODERS[encoder].image_processor()
         if encoder in BUILTIN_ENCODERS
         else _load("image processor", encoder, AutoImageProcessor)
     )
@@ -185,10 +204,14 @@ def load_processors_for(
 
 
 def build_model(
-    checkpoint: str | None = None, encoder: str | None = None, decoder: str | None = None
+    checkpoint: str | None = None,
+    encoder: str | None = None,
+    decoder: str | None = None,
+    init_from: str | None = None,
 ) -> TrainableModel:
     """A checkpoint to fine-tune, or `encoder` + `decoder` paired (built-in names or
-    checkpoints). Processor from the encoder side, tokenizer from the decoder side."""
+    checkpoints), its weights taken from `init_from` where they fit. Processor from the
+    encoder side, tokenizer from the decoder side."""
     image_processor, tokenizer = load_processors_for(checkpoint, encoder, decoder)
     if checkpoint:
         model = _load("model", resolve_model_name(checkpoint), VisionEncoderDecoderModel)
@@ -200,7 +223,39 @@ def build_model(
                 decoder = _save_builtin_decoder(decoder, Path(scratch) / "decoder")
             model = _pair(encoder, decoder)
     set_special_tokens(model, tokenizer)
+    if init_from:
+        copied = copy_weights(model, init_from)
+        log.info("initialised %d of %d tensors from %s", copied, len(model.state_dict()), init_from)
     return TrainableModel(model, image_processor, tokenizer)
+
+
+@torch.no_grad()
+def copy_weights(model: VisionEncoderDecoderModel, checkpoint: str) -> int:
+    """Warm start from a checkpoint of another geometry or vocabulary: tensors of the same
+    name and shape are copied, a ViT position table of another length is interpolated
+    (its class token kept), a table with fewer rows (a smaller vocabulary, fewer
+    positions) fills the first rows. Returns how many tensors were taken."""
+    source = _load("model", resolve_model_name(checkpoint), VisionEncoderDecoderModel)
+    old_tensors = source.state_dict()
+    copied = 0
+    for name, tensor in model.state_dict().items():
+        old = old_tensors.get(name)
+        if old is None or old.dim() != tensor.dim():
+            continue
+        if old.shape == tensor.shape:
+            tensor.copy_(old)
+        elif name.endswith("embeddings.position_embeddings") and old.shape[2] == tensor.shape[2]:
+            patches = F.interpolate(
+                old[:, 1:].transpose(1, 2), size=tensor.shape[1] - 1, mode="linear"
+            )
+            tensor.copy_(torch.cat([old[:, :1], patches.transpose(1, 2)], dim=1))
+        elif old.shape[1:] == tensor.shape[1:]:
+            rows = min(len(old), len(tensor))
+            tensor[:rows] = old[:rows]
+        else:
+            continue
+        copied += 1
+    return copied
 
 
 def _pair(encoder: str, decoder: str) -> VisionEncoderDecoderModel:

@@ -9,8 +9,11 @@ from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
-# Printable ASCII: digits, letters, punctuation and the space.
-CHARSET = string.digits + string.ascii_letters + string.punctuation + " "
+# Printable ASCII (digits, letters, punctuation, the space), then the typographic marks,
+# currency signs and accented letters that printed English text commonly holds.
+CHARSET = (
+    string.digits + string.ascii_letters + string.punctuation + " " + "‘’“”–—…•€£°éèàçüöäñáíóú"
+)
 
 
 def char_tokenizer(charset: str = CHARSET) -> PreTrainedTokenizerFast:

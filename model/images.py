@@ -17,6 +17,11 @@ class ImageDecodeError(ValueError):
     """The bytes are not an image Pillow can read, or the image is unsafe to open."""
 
 
+class ImageTooWideError(ImageDecodeError):
+    """A line image wider than the model can read: it would be scaled below half the
+    model's input height to fit its width."""
+
+
 def decode_image(
     data: bytes | None, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
 ) -> Image.Image:
@@ -61,3 +66,27 @@ def pixel_arrays(images: list[Image.Image], image_processor: Any) -> np.ndarray:
     """Run the checkpoint's own image processor; float32 array (N, C, H, W)."""
     pixels = image_processor(images=images, return_tensors="np")["pixel_values"]
     return np.asarray(pixels, dtype=np.float32)
+
+
+def max_aspect_ratio(image_processor: Any) -> float | None:
+    """The widest image (width / height) a processor that keeps the aspect ratio and pads
+    (`do_thumbnail` + `do_pad`, as Donut's) gives its model at half the input height or
+    more; None for processors that stretch every image to their size."""
+    if not (
+        getattr(image_processor, "do_thumbnail", False)
+        and getattr(image_processor, "do_pad", False)
+    ):
+        return None
+    size = image_processor.size
+    return 2 * size["width"] / size["height"]
+
+
+def check_fits(image: Image.Image, image_processor: Any) -> None:
+    """Raise ImageTooWideError for a line the model could only read squeezed illegibly."""
+    limit = max_aspect_ratio(image_processor)
+    if limit is not None and image.width > limit * image.height:
+        raise ImageTooWideError(
+            f"line image too wide for the model: {image.width}x{image.height} px "
+            f"({image.width / image.height:.0f}:1); it reads lines up to {limit:.0f}:1 "
+            "(width:height); cut the line into pieces"
+        )

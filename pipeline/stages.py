@@ -30,6 +30,7 @@ from model import (
 )
 from model.batching import auto_batch_size
 from model.choices import ChoiceScorer
+from model.images import check_fits
 from model.loading import load_processors
 from model.settings import LabelSettings
 from pipeline.commit import LABEL_FIELDS
@@ -143,9 +144,12 @@ def preprocess(
         if index < 0 or errors[i] is not None:
             continue
         try:
-            decoded[i] = decode_image(data, max_image_pixels)
+            image = decode_image(data, max_image_pixels)
+            check_fits(image, _image_processor(model_settings))
         except ImageDecodeError as error:
             errors[i] = f"decode: {error}"
+            continue
+        decoded[i] = image
     pixels = np.repeat(_blank_pixels(model_settings)[None], batch.num_rows, axis=0)
     if decoded:
         pixels[list(decoded)] = pixel_arrays(

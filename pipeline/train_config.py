@@ -31,13 +31,20 @@ class TrainModelSettings(_Section):
     )
     encoder: str | None = Field(
         default=None,
-        description="Encoder checkpoint, or a built-in config (vit-line-tiny, vit-line-small), "
+        description="Encoder checkpoint, or a built-in config (vit-line-tiny, vit-line-small, "
+        "vit-line-long), "
         "paired with decoder by from_encoder_decoder_pretrained.",
     )
     decoder: str | None = Field(
         default=None,
         description="Decoder checkpoint, or a built-in config (trocr-char-tiny, "
         "trocr-char-small) over a character tokenizer.",
+    )
+    init_from: str | None = Field(
+        default=None,
+        description="A checkpoint to take the starting weights from where they fit (warm "
+        "start): same shapes copied, position tables interpolated, a smaller vocabulary "
+        "fills the first rows.",
     )
     max_target_tokens: int = Field(
         default=64, ge=2, description="Longest target in tokens, eos included; longer rows skip."

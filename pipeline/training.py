@@ -182,7 +182,9 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
         torch.set_num_threads(loop_config["threads"])
     settings = config.training
     torch.manual_seed(settings.seed)
-    parts = build_model(config.model.name, config.model.encoder, config.model.decoder)
+    parts = build_model(
+        config.model.name, config.model.encoder, config.model.decoder, config.model.init_from
+    )
     module = OCRTrainingModule(parts.model, settings.ctc_weight)
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay

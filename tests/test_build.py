@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from transformers import GPT2Config, GPT2LMHeadModel
+import torch
+from PIL import Image
+from transformers import (
+    AutoImageProcessor,
+    GPT2Config,
+    GPT2LMHeadModel,
+    VisionEncoderDecoderConfig,
+    VisionEncoderDecoderModel,
+)
 
-from model.build import build_model
+from model.build import (
+    BUILTIN_DECODERS,
+    BUILTIN_ENCODERS,
+    LineEncoder,
+    build_model,
+    copy_weights,
+)
 from model.char_tokenizer import BOS_ID, EOS_ID, PAD_ID, char_tokenizer
 from model.loading import ModelLoadError
 from model.training import IGNORE_INDEX, encode_labels
@@ -55,3 +70,57 @@ def test_labels_end_with_eos_and_pad_with_ignore_index():
     a, b = tokenizer.convert_tokens_to_ids(["a", "b"])
     assert encoded.labels[0].tolist() == [a, b, EOS_ID, IGNORE_INDEX, IGNORE_INDEX]
     assert encoded.too_long.tolist() == [False, True]
+
+
+def _white_with_black_square(width: int, height: int) -> Image.Image:
+    image = Image.new("RGB", (width, height), "white")
+    image.paste((0, 0, 0), (0, 0, height, height))  # a square at the left end
+    return image
+
+
+def test_a_long_line_encoder_keeps_the_aspect_ratio_and_pads(tmp_path):
+    """300x50 -> 192x32 (not stretched to 1024), centred on black padding; the saved
+    processor, loaded by AutoImageProcessor, gives the same pixels."""
+    processor = BUILTIN_ENCODERS["vit-line-long"].image_processor()
+    image = _white_with_black_square(300, 50)
+    pixels = processor(images=[image], return_tensors="np")["pixel_values"][0, 0]
+    assert pixels.shape == (32, 1024)
+    left = (1024 - 192) // 2
+    assert (pixels[:, :left] == -1).all() and (pixels[:, left + 192 :] == -1).all()
+    assert (pixels[:, left + 2 : left + 30] == -1).all()  # the square: 32 px wide, not 109
+    assert (pixels[:, left + 34 : left + 190] == 1).all()  # then the white line
+    processor.save_pretrained(tmp_path)
+    again = AutoImageProcessor.from_pretrained(tmp_path)(images=[image], return_tensors="np")
+    np.testing.assert_array_equal(again["pixel_values"][0, 0], pixels)
+
+
+def test_a_line_wider_than_the_input_is_scaled_down_whole():
+    processor = BUILTIN_ENCODERS["vit-line-long"].image_processor()
+    pixels = processor(images=[_white_with_black_square(3000, 60)], return_tensors="np")
+    rows_with_content = (pixels["pixel_values"][0, 0] != -1).any(axis=1).sum()
+    assert rows_with_content == 60 * 1024 // 3000  # 20 rows of 32: height follows the width
+
+
+def test_warm_start_copies_what_fits_and_interpolates_the_position_table(tmp_path):
+    """A 32x128 checkpoint (32 frames) into a 32x256 encoder (64 frames) with a larger
+    vocabulary: layers copied, positions stretched (class token and both ends kept),
+    the old vocabulary in the first rows."""
+    old = build_model(encoder="vit-line-tiny", decoder="trocr-char-tiny")
+    old.model.save_pretrained(tmp_path)
+    old.tokenizer.save_pretrained(tmp_path)
+    wider = LineEncoder(width=32, layers=1, heads=2, image_size=(32, 256), keep_aspect=True)
+    decoder = BUILTIN_DECODERS["trocr-char-tiny"].config(len(char_tokenizer()) + 5)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(wider.config(), decoder)
+    new = VisionEncoderDecoderModel(config)
+    copied = copy_weights(new, str(tmp_path))
+    assert copied == len(new.state_dict())
+    before, after = old.model.state_dict(), new.state_dict()
+    query = "encoder.layers.0.attention.q_proj.weight"
+    assert torch.equal(after[query], before[query])
+    positions = "encoder.embeddings.position_embeddings"
+    assert before[positions].shape == (1, 33, 32) and after[positions].shape == (1, 65, 32)
+    for index_after, index_before in ((0, 0), (1, 1), (-1, -1)):
+        assert torch.allclose(after[positions][0, index_after], before[positions][0, index_before])
+    tokens = "decoder.model.decoder.embed_tokens.weight"
+    rows = len(char_tokenizer())
+    assert torch.equal(after[tokens][:rows], before[tokens])

@@ -7,12 +7,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.build import LineEncoder, build_model
 from pipeline.errors import OutputConflictError
 from pipeline.runner import run_job
 from pipeline.status import output_status
 from tests.conftest import job_config
 from tests.data import (
     sample_images,
+    text_image,
     webdataset_members,
     write_image_folder,
     write_parquet,
@@ -200,3 +202,24 @@ def test_retry_failed_redoes_only_failed_shards_and_leaves_the_rest_untouched(ti
     assert not (tmp_path / "out" / "new.parquet").exists()  # new shards wait for a plain run
     status = output_status(str(tmp_path / "out"), config.storage)
     assert (status["shards_done"], status["shards_failed"], status["failed"]) == (2, 0, [])
+
+
+def test_a_line_too_wide_for_a_padding_model_is_a_row_error(tmp_path):
+    """A model whose processor keeps the aspect ratio (32x128: lines up to 8:1) reads a
+    6:1 line and refuses a 10:1 one by name; the shard still commits."""
+    model = tmp_path / "model"
+    parts = build_model(encoder="vit-line-tiny", decoder="trocr-char-tiny")
+    parts.model.save_pretrained(model)
+    parts.tokenizer.save_pretrained(model)
+    LineEncoder(32, 1, 2, (32, 128), keep_aspect=True).image_processor().save_pretrained(model)
+    images = {"fits": text_image("ok", 120, 20), "too-wide": text_image("long", 200, 20)}
+    write_tar(tmp_path / "in" / "lines.tar", webdataset_members(images))
+    summary = run_job(job_config(tmp_path / "in", tmp_path / "out", str(model)))
+    assert (summary.exit_code, summary.rows, summary.row_errors) == (0, 2, 1)
+    rows = read_output(tmp_path / "out" / "lines.parquet")
+    assert rows["fits"]["error"] is None and rows["fits"]["text"] is not None
+    assert rows["too-wide"]["text"] is None
+    assert rows["too-wide"]["error"] == (
+        "decode: line image too wide for the model: 200x20 px (10:1); it reads lines up to "
+        "8:1 (width:height); cut the line into pieces"
+    )

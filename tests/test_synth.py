@@ -5,7 +5,17 @@ from __future__ import annotations
 import random
 import tarfile
 
-from jobs.synth import SynthSettings, random_line, word_list, write_synth_shards
+from PIL import ImageFont
+
+from jobs.fonts import HELDOUT_FAMILIES, font_split, installed_families
+from jobs.synth import (
+    SynthSettings,
+    degrade,
+    font_choices,
+    render_text,
+    write_synth_shards,
+)
+from jobs.texts import docstring_paragraphs, evaluation_paragraphs, training_line, word_list
 from tests.test_cli import shardscribe
 
 
@@ -43,11 +53,13 @@ def test_every_sample_has_a_png_and_its_text(tmp_path):
 def test_lines_mix_words_numbers_punctuation_and_case():
     rng = random.Random(0)
     words = word_list("train")
-    lines = [random_line(rng, words, 32) for _ in range(500)]
+    lines = [training_line(rng, words, 100) for _ in range(500)]
     text = "".join(lines)
     assert any(c.isdigit() for c in text) and any(c.isupper() for c in text)
-    assert any(c in ",.;:!?$%#" for c in text)
-    assert all(0 < len(line) <= 32 for line in lines)
+    assert all(any(c in text for c in marks) for marks in (",.;:!?", "$€£", "@", "“”’–"))
+    assert all(0 < len(line) <= 100 and line == line.strip() for line in lines)
+    lengths = sorted(len(line) for line in lines)
+    assert lengths[25] <= 12 and lengths[-25] >= 80  # short labels and long lines alike
 
 
 def test_held_out_words_never_reach_training_lines():
@@ -65,3 +77,33 @@ def test_the_command_writes_shards(tmp_path):
         "lines-00001.tar",
         "lines-00002.tar",
     ]
+
+
+def test_held_out_font_families_never_reach_training_lines():
+    """infra/install-fonts.sh installs both kinds; synth renders only the split asked."""
+    families = installed_families()
+    train, held_out = font_split(families, "train"), font_split(families, "heldout")
+    assert set(held_out) == set(HELDOUT_FAMILIES)
+    assert len(train) >= 15 and not set(train) & set(held_out)
+    assert {"DejaVu Sans", "Liberation Serif", "FreeMono", "Nimbus Sans Narrow"} <= set(train)
+    rendered = {path for family in font_choices(SynthSettings()) for path in family}
+    assert None in rendered  # Pillow's own font, which the demo uses
+    assert rendered - {None} == {path for paths in train.values() for path in paths}
+    evaluation = {
+        path for family in font_choices(SynthSettings(font_split="heldout")) for path in family
+    }
+    assert evaluation - {None} == {path for paths in held_out.values() for path in paths}
+
+
+def test_evaluation_text_is_not_training_text():
+    training, evaluation = set(docstring_paragraphs()), set(evaluation_paragraphs())
+    assert len(training) > 5000 and len(evaluation) > 5000
+    assert not training & evaluation
+
+
+def test_degradation_changes_almost_every_line_and_keeps_it_greyscale():
+    font = ImageFont.truetype(font_split(installed_families(), "train")["DejaVu Sans"][0], 32)
+    clean = render_text("Invoice No. 4471, due 2026-12-01", font, random.Random(0))
+    scanned = [degrade(clean, random.Random(seed)) for seed in range(50)]
+    assert all(image.mode == "L" for image in scanned)
+    assert sum(image.tobytes() != clean.tobytes() for image in scanned) >= 45
