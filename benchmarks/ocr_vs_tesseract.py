@@ -47,7 +47,7 @@ from jobs.texts import evaluation_paragraphs, fill_line, prose_line, structured_
 from model.loading import load_model
 from model.metrics import ErrorCounts
 from model.settings import ModelSettings
-from model.training import recognise
+from pipeline.training.objective import recognise
 
 SEED = 20261201
 BUCKETS = ((1, 20), (21, 40), (41, 70), (71, 100))

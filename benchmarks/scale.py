@@ -53,7 +53,7 @@ def run_one(input_uri: str, output_uri: str, model: str) -> dict:
     import ray
 
     from pipeline.config import validate_config
-    from pipeline.runner import run_job
+    from pipeline.run.runner import run_job
 
     ray.init(num_cpus=os.cpu_count(), log_to_driver=False)
     config = validate_config(

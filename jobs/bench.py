@@ -36,7 +36,7 @@ from model import GenerationSettings, ModelSettings, TextGenerator, decode_image
 from model.images import pixel_arrays
 from model.tiny import SIZES, build_random_model
 from pipeline.config import JobConfig, validate_config
-from pipeline.runner import run_job
+from pipeline.run.runner import run_job
 from pipeline.storage import join
 
 IMAGES_PER_SHARD = 16

@@ -24,7 +24,7 @@ from pipeline.config import (
     validate_config,
 )
 from pipeline.errors import ConfigError, InputError, OutputBusyError, OutputConflictError
-from pipeline.train_config import TrainConfig
+from pipeline.training.config import TrainConfig
 
 log = logging.getLogger("shardscribe")
 PRESETS = Path(__file__).parent / "presets"
@@ -174,7 +174,7 @@ def load_job_config(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_job
+    from pipeline.run.runner import run_job
 
     config = load_job_config(args.config, args, args.preset)
     summary = run_job(config, retry_failed=args.retry_failed)
@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.status import (
+    from pipeline.output.status import (
         failure_records,
         format_failures,
         format_runs,
@@ -216,7 +216,7 @@ def _storage_settings(config_path: str | None) -> StorageSettings:
 
 def _preview(args: argparse.Namespace) -> int:
     from jobs.preview import write_preview
-    from pipeline.sampling import preview_rows
+    from pipeline.output.sampling import preview_rows
 
     storage = _storage_settings(args.config)
     rows = preview_rows(args.output_uri, storage, args.n, args.seed, args.errors, args.input)
@@ -263,7 +263,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pipeline.training import TrainingError, run_training
+    from pipeline.training.loop import TrainingError, run_training
 
     data = read_config_file(args.config) if args.config else {}
     config = validate_config(merge_overrides(data, overrides_from(args, TrainConfig)), TrainConfig)

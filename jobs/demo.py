@@ -11,8 +11,8 @@ from jobs.samples import write_sample_shards
 from model.bundled import DEFAULT_MODEL
 from model.metrics import cer
 from pipeline.config import validate_config
-from pipeline.runner import run_job
-from pipeline.status import format_status, output_status
+from pipeline.output.status import format_status, output_status
+from pipeline.run.runner import run_job
 
 log = logging.getLogger(__name__)
 

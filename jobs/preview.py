@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.sampling import SampledRow
+from pipeline.output.sampling import SampledRow
 
 SHEET_COLUMNS = 8
 SHEET_THUMBNAIL = (160, 120)

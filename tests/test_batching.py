@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.batching import CPU_BATCH_SIZE, MAX_BATCH_SIZE, auto_batch_size, batch_size_for
-from pipeline.runner import run_job
+from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.data import sample_images, webdataset_members, write_tar
 

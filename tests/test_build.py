@@ -14,16 +14,16 @@ from transformers import (
     VisionEncoderDecoderModel,
 )
 
-from model.build import (
+from model.char_tokenizer import BOS_ID, EOS_ID, PAD_ID, char_tokenizer
+from model.loading import ModelLoadError
+from pipeline.training.build import (
     BUILTIN_DECODERS,
     BUILTIN_ENCODERS,
     LineEncoder,
     build_model,
     copy_weights,
 )
-from model.char_tokenizer import BOS_ID, EOS_ID, PAD_ID, char_tokenizer
-from model.loading import ModelLoadError
-from model.training import IGNORE_INDEX, encode_labels
+from pipeline.training.objective import IGNORE_INDEX, encode_labels
 
 
 def test_builtin_parts_pair_with_the_tokenizers_ids():

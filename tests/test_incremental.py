@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pipeline.listing import iter_committed, split_committed
-from pipeline.runner import run_job
-from pipeline.shards import Shard
+from pipeline.inputs.shards import Shard
+from pipeline.output.listing import iter_committed, split_committed
+from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.data import sample_images, webdataset_members, write_tar
 from tests.test_cli import shardscribe
@@ -51,7 +51,7 @@ def test_split_committed_finds_exactly_the_shards_without_output(store, tmp_path
 
 
 def test_s3_listing_is_read_page_by_page(s3, monkeypatch):
-    monkeypatch.setattr("pipeline.listing.S3_PAGE_KEYS", 2)
+    monkeypatch.setattr("pipeline.output.listing.S3_PAGE_KEYS", 2)
     fs = s3.filesystem()
     s3.make_bucket("paged")
     ids = [f"s{i:03d}" for i in range(7)]

@@ -14,7 +14,7 @@ from model import GenerationSettings, ModelSettings, TextGenerator, load_model, 
 from model.choices import ChoiceScorer
 from model.images import decode_image
 from pipeline.errors import ConfigError
-from pipeline.runner import run_job
+from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.data import sample_images, webdataset_members, write_tar
 from tests.reference import Reference

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model import check_model
-from pipeline.ledger import fingerprint_of, output_settings
+from pipeline.output.ledger import fingerprint_of, output_settings
 from tests.conftest import job_config
 
 

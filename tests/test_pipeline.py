@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.build import LineEncoder, build_model
 from pipeline.errors import OutputConflictError
-from pipeline.runner import run_job
-from pipeline.status import output_status
+from pipeline.output.status import output_status
+from pipeline.run.runner import run_job
+from pipeline.training.build import LineEncoder, build_model
 from tests.conftest import job_config
 from tests.data import (
     sample_images,

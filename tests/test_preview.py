@@ -22,10 +22,10 @@ from PIL import Image
 
 from jobs.cli import main
 from jobs.preview import render_page, sheet_size
-from pipeline.commit import commit_shard
 from pipeline.config import StorageSettings
-from pipeline.runner import run_job
-from pipeline.sampling import preview_rows, sample_rows
+from pipeline.output.commit import commit_shard
+from pipeline.output.sampling import preview_rows, sample_rows
+from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.data import sample_images, text_image, webdataset_members, write_tar
 

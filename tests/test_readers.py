@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import InputSettings
-from pipeline.passthrough import decode_rows, encode_rows
-from pipeline.readers import ShardReadError, read_source_rows
-from pipeline.shards import Shard
+from pipeline.inputs.passthrough import decode_rows, encode_rows
+from pipeline.inputs.readers import ShardReadError, read_source_rows
+from pipeline.inputs.shards import Shard
 from tests.data import sample_images, webdataset_members, write_parquet, write_tar
 
 fs = fsspec.filesystem("file")

@@ -9,8 +9,8 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.runner import run_job
-from pipeline.status import output_status
+from pipeline.output.status import output_status
+from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.data import sample_images, webdataset_members, write_parquet, write_tar
 from tests.test_cli import shardscribe

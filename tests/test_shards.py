@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.config import InputSettings
 from pipeline.errors import InputError
-from pipeline.shards import discover_shards, shard_id
+from pipeline.inputs.shards import discover_shards, shard_id
 
 fs = fsspec.filesystem("file")
 

@@ -20,7 +20,7 @@ from PIL import Image
 from jobs.synth import SynthSettings, write_synth_shards
 from model.loading import load_model
 from model.settings import ModelSettings
-from model.training import recognise
+from pipeline.training.objective import recognise
 from tests.test_cli import shardscribe
 
 TINY = ["--encoder", "vit-line-tiny", "--decoder", "trocr-char-tiny"]
@@ -150,8 +150,8 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
 
 def test_loss_falls_on_a_small_set(tmp_path):
     """Plain steps of the training module (no Ray): cross-entropy halves in 60 steps."""
-    from model.build import build_model
-    from model.training import OCRTrainingModule, encode_labels, trim_labels
+    from pipeline.training.build import build_model
+    from pipeline.training.objective import OCRTrainingModule, encode_labels, trim_labels
 
     data = _shards(tmp_path / "data", 32, 32)
     texts, images = _texts_and_images(data)

@@ -12,7 +12,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.runner import run_job
+from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.data import sample_images, webdataset_members, write_tar
 

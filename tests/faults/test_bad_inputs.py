@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.runner import run_job
-from pipeline.status import failure_records
+from pipeline.output.status import failure_records
+from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.data import sample_images, write_tar
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import OutputBusyError
-from pipeline.lease import OutputLease
+from pipeline.output.lease import OutputLease
 from tests.data import sample_images, webdataset_members, write_tar
 
 pytestmark = pytest.mark.faults

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import StorageSettings
-from pipeline.status import failure_records
+from pipeline.output.status import failure_records
 from tests.faults.soak import (
     DriverRun,
     KillReport,

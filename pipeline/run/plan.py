@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import ray
-from ray.data import ActorPoolStrategy, DataContext, Dataset
+from ray.data import ActorPoolStrategy, Dataset
 
+from pipeline.cluster import shared_cpu_threads
 from pipeline.config import ComputeSettings, JobConfig
-from pipeline.shards import Shard
-from pipeline.stages import GenerationStage, read_and_preprocess
+from pipeline.inputs.shards import Shard
+from pipeline.run.stages import GenerationStage, read_and_preprocess
 
 log = logging.getLogger(__name__)
 AUTO_CHUNK_ROWS = 64  # rows per block between the CPU tasks and the actors, batch size auto
@@ -23,21 +23,6 @@ class ActorResources:
     gpus_per_actor: float
     cpus_per_actor: float
     torch_threads: int | None  # None: Ray's default (its CPU reservation)
-
-
-def connect_ray(address: str | None, dashboard: bool = False) -> None:
-    """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
-    a local Ray when there is none, with the dashboard when asked (Ray Train watches its
-    controller through the state API, which the dashboard serves)."""
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(include_dashboard=dashboard, logging_level=logging.WARNING)
-    context = DataContext.get_current()
-    context.enable_progress_bars = False  # our own progress reporting replaces Ray's bars
-    context.print_on_execution_start = False
 
 
 def actor_resources(compute: ComputeSettings) -> ActorResources:
@@ -54,12 +39,6 @@ def actor_resources(compute: ComputeSettings) -> ActorResources:
         # Generation dominates on CPU; decode tasks are short and take what is left.
         threads = shared_cpu_threads(actors)
     return ActorResources(actors, gpus, compute.cpus_per_actor, threads)
-
-
-def shared_cpu_threads(consumers: int, keep_free: int = 0) -> int:
-    """Torch threads for each of `consumers` CPU processes: the cluster's CPUs shared out,
-    less `keep_free` each (Ray alone would give each only the CPUs it reserves)."""
-    return max(1, int(ray.cluster_resources().get("CPU", 1)) // consumers - keep_free)
 
 
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:

@@ -26,9 +26,13 @@ import ray.train.torch
 import torch
 from transformers import get_scheduler
 
-from model.build import build_model
 from model.metrics import ErrorCounts
-from model.training import (
+from pipeline.cluster import connect_ray, shared_cpu_threads
+from pipeline.storage import is_local, open_filesystem
+from pipeline.training.build import build_model
+from pipeline.training.config import TrainConfig
+from pipeline.training.data import count_examples, examples_dataset, split_shards
+from pipeline.training.objective import (
     IGNORE_INDEX,
     OCRTrainingModule,
     load_state,
@@ -36,10 +40,6 @@ from model.training import (
     save_state,
     trim_labels,
 )
-from pipeline.plan import connect_ray, shared_cpu_threads
-from pipeline.storage import is_local, open_filesystem
-from pipeline.train_config import TrainConfig
-from pipeline.train_data import count_examples, examples_dataset, split_shards
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "training.json"

@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from model.images import ImageDecodeError, decode_image
-from pipeline.commit import BASE_SCHEMA, ROW_ERRORS_KEY
 from pipeline.config import InputSettings, StorageSettings
 from pipeline.errors import ConfigError, InputError
-from pipeline.ledger import Ledger
-from pipeline.listing import committed_files
-from pipeline.readers import ShardReadError, read_source_rows
-from pipeline.shards import Shard, discover_shards
+from pipeline.inputs.readers import ShardReadError, read_source_rows
+from pipeline.inputs.shards import Shard, discover_shards
+from pipeline.output.commit import BASE_SCHEMA, ROW_ERRORS_KEY
+from pipeline.output.ledger import Ledger
+from pipeline.output.listing import committed_files
 from pipeline.storage import open_filesystem
 
 LABEL_COLUMNS = ("score", "label_prob")

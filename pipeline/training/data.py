@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from model.build import load_processors_for
 from model.images import ImageDecodeError, decode_image, pixel_arrays
-from model.training import encode_labels
 from pipeline.errors import InputError
-from pipeline.readers import read_source_rows
-from pipeline.shards import Shard, discover_shards
+from pipeline.inputs.readers import read_source_rows
+from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.storage import open_filesystem
-from pipeline.train_config import TrainConfig
+from pipeline.training.build import load_processors_for
+from pipeline.training.config import TrainConfig
+from pipeline.training.objective import encode_labels
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 256  # rows per block out of a shard, so pixels stream instead of piling up

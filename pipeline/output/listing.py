@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator
 
 import fsspec
 
-from pipeline.commit import LEDGER_DIR
-from pipeline.shards import Shard
+from pipeline.inputs.shards import Shard
+from pipeline.output.commit import LEDGER_DIR
 from pipeline.storage import join
 
 OUTPUT_SUFFIX = ".parquet"

@@ -16,11 +16,11 @@ from typing import Any
 
 import fsspec
 
-from pipeline.commit import LEDGER_DIR, SCHEMA_VERSION, write_atomically
 from pipeline.config import JobConfig
 from pipeline.errors import OutputConflictError
-from pipeline.lease import LEASE_FILE
-from pipeline.listing import committed_files
+from pipeline.output.commit import LEDGER_DIR, SCHEMA_VERSION, write_atomically
+from pipeline.output.lease import LEASE_FILE
+from pipeline.output.listing import committed_files
 from pipeline.storage import join
 
 RUN_FILE = "run.json"

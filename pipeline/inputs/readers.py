@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.shards import IMAGE_EXTENSIONS, Shard
+from pipeline.inputs.shards import IMAGE_EXTENSIONS, Shard
 
 SIDECAR_EXTENSIONS = ("json", "txt", "cls")
 # Passthrough columns may not shadow the output's own columns.

@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from ray.data.exceptions import ExecutionTimeoutError
 
 from model import ModelLoadError, check_model
-from pipeline.assembler import ShardAssembler, ShardFailure
-from pipeline.commit import commit_shard, label_columns
+from pipeline.cluster import connect_ray
 from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
-from pipeline.lease import OutputLease
-from pipeline.ledger import Ledger, new_run_id, output_settings
-from pipeline.listing import split_committed
-from pipeline.plan import ActorResources, actor_resources, build_plan, connect_ray
-from pipeline.progress import Progress
-from pipeline.shards import Shard, discover_shards
+from pipeline.inputs.shards import Shard, discover_shards
+from pipeline.output.commit import commit_shard, label_columns
+from pipeline.output.lease import OutputLease
+from pipeline.output.ledger import Ledger, new_run_id, output_settings
+from pipeline.output.listing import split_committed
+from pipeline.run.assembler import ShardAssembler, ShardFailure
+from pipeline.run.plan import ActorResources, actor_resources, build_plan
+from pipeline.run.progress import Progress
 from pipeline.storage import open_filesystem
 
 log = logging.getLogger(__name__)

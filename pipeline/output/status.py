@@ -8,10 +8,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.commit import ROW_ERRORS_KEY
 from pipeline.config import StorageSettings
-from pipeline.ledger import Ledger
-from pipeline.listing import committed_files
+from pipeline.output.commit import ROW_ERRORS_KEY
+from pipeline.output.ledger import Ledger
+from pipeline.output.listing import committed_files
 from pipeline.storage import open_filesystem
 
 

@@ -33,11 +33,11 @@ from model.choices import ChoiceScorer
 from model.images import check_fits
 from model.loading import load_processors
 from model.settings import LabelSettings
-from pipeline.commit import LABEL_FIELDS
 from pipeline.config import InputSettings, StorageSettings
-from pipeline.passthrough import encode_rows
-from pipeline.readers import ShardReadError, read_source_rows
-from pipeline.shards import Shard
+from pipeline.inputs.passthrough import encode_rows
+from pipeline.inputs.readers import ShardReadError, read_source_rows
+from pipeline.inputs.shards import Shard
+from pipeline.output.commit import LABEL_FIELDS
 from pipeline.storage import is_retryable, open_filesystem
 
 log = logging.getLogger(__name__)

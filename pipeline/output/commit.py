@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.settings import GenerationSettings, LabelSettings
-from pipeline.passthrough import decode_rows
+from pipeline.inputs.passthrough import decode_rows
 from pipeline.storage import is_local, join
 
 SCHEMA_VERSION = "1"

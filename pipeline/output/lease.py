@@ -21,8 +21,8 @@ from typing import Any
 
 import fsspec
 
-from pipeline.commit import LEDGER_DIR, write_atomically
 from pipeline.errors import OutputBusyError
+from pipeline.output.commit import LEDGER_DIR, write_atomically
 from pipeline.storage import join
 
 log = logging.getLogger(__name__)

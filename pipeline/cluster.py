@@ -1,0 +1,31 @@
+"""Ray for both runs and training: join the cluster or start a local one, and share the
+cluster's CPUs out as torch threads."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+from ray.data import DataContext
+
+
+def connect_ray(address: str | None, dashboard: bool = False) -> None:
+    """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
+    a local Ray when there is none, with the dashboard when asked (Ray Train watches its
+    controller through the state API, which the dashboard serves)."""
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(include_dashboard=dashboard, logging_level=logging.WARNING)
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # our own progress reporting replaces Ray's bars
+    context.print_on_execution_start = False
+
+
+def shared_cpu_threads(consumers: int, keep_free: int = 0) -> int:
+    """Torch threads for each of `consumers` CPU processes: the cluster's CPUs shared out,
+    less `keep_free` each (Ray alone would give each only the CPUs it reserves)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // consumers - keep_free)
