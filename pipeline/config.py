@@ -197,6 +197,66 @@ class JobConfig(_Section):
         return self
 
 
+# What a run into an existing output may change. The fields of OUTPUT_FIELDS decide
+# what an output row contains: they make the output's fingerprint, and a rerun that
+# changes one is refused unless --overwrite. The fields of FREE_FIELDS may change
+# between runs. Every field of JobConfig is in exactly one (tests/test_config.py).
+OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
+    "input": ("format", "image_column", "key_column", "images_per_shard", "max_image_pixels"),
+    "model": ("name", "revision", "dtype", "attn_implementation", "trust_remote_code"),
+    "generation": (
+        "max_new_tokens",
+        "num_beams",
+        "do_sample",
+        "temperature",
+        "top_k",
+        "top_p",
+        "num_return_sequences",
+        "seed",
+        "prompt",
+    ),
+    "label": ("score", "choices"),
+}
+FREE_FIELDS: dict[str, tuple[str, ...]] = {
+    "input": ("uri",),  # the same shards, moved
+    "output": ("uri", "overwrite", "lease_ttl_s"),
+    "model": ("device",),
+    "compute": (
+        "actors",
+        "gpus_per_actor",
+        "cpus_per_actor",
+        "threads_per_actor",
+        "cpus_per_task",
+        "batch_size",
+        "ray_address",
+    ),
+    "retry": ("max_attempts", "backoff_s", "backoff_max_s", "shard_timeout_s"),
+    "storage": (
+        "endpoint_url",
+        "region",
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "anon",
+        "connect_timeout_s",
+        "read_timeout_s",
+    ),
+    "progress": ("log_interval_s",),
+}
+
+
+def output_settings(config: JobConfig) -> dict[str, Any]:
+    """The values of OUTPUT_FIELDS, by section. `label` is left out while it asks for
+    nothing, so outputs written before it was part of the fingerprint still match."""
+    settings = {
+        section: getattr(config, section).model_dump(mode="json", include=set(fields))
+        for section, fields in OUTPUT_FIELDS.items()
+    }
+    if config.label == LabelSettings():
+        del settings["label"]
+    return settings
+
+
 SECRET_FIELDS = {"secret_access_key", "session_token"}
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import uuid
 from typing import Any
 
 import fsspec
@@ -57,3 +58,21 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return False
     return isinstance(error, (OSError, TimeoutError, ConnectionError))
+
+
+def write_atomically(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Local disks: write a hidden temporary beside the target, then rename (atomic on
+    POSIX). Object stores: one PUT, or a multipart upload completed at the end, so the
+    object appears whole under its final name or not at all."""
+    if not is_local(fs):
+        fs.pipe_file(path, data)
+        return
+    directory, name = posixpath.split(path)
+    fs.makedirs(directory, exist_ok=True)
+    temporary = join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        fs.pipe_file(temporary, data)
+        fs.mv(temporary, path)
+    finally:
+        if fs.exists(temporary):
+            fs.rm(temporary)

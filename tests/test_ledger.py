@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from model import check_model
-from pipeline.output.ledger import fingerprint_of, output_settings
+from pipeline.config import FREE_FIELDS, OUTPUT_FIELDS, JobConfig
+from pipeline.output.ledger import fingerprint_of, run_settings
 from tests.conftest import job_config
 
 
 def _fingerprint(model_path: str, **sections) -> str:
     config = job_config("in", "out", model_path, **sections)
-    return fingerprint_of(output_settings(config, check_model(config.model)))
+    return fingerprint_of(run_settings(config, check_model(config.model)))
 
 
 @pytest.mark.parametrize(
@@ -43,6 +44,8 @@ def test_settings_that_do_not_change_outputs_keep_the_fingerprint(tiny_model, se
         {"model": {"dtype": "bfloat16"}},
         {"input": {"images_per_shard": 7}},
         {"input": {"image_column": "img"}},
+        {"label": {"score": True}},
+        {"label": {"choices": ["cat", "dog"]}},
     ],
 )
 def test_settings_that_change_outputs_change_the_fingerprint(tiny_model, sections):
@@ -56,3 +59,23 @@ def test_another_image_processor_changes_the_fingerprint(tiny_model, tmp_path):
     processor["size"] = {"height": 32, "width": 96}
     (copy / "preprocessor_config.json").write_text(json.dumps(processor))
     assert _fingerprint(str(copy)) != before
+
+
+def test_every_job_setting_either_changes_the_output_or_may_change_freely():
+    """A new field of the job config must be put in one of the two lists."""
+    fields = {
+        (section, name)
+        for section, info in JobConfig.model_fields.items()
+        for name in info.annotation.model_fields
+    }
+    output = {(s, name) for s, names in OUTPUT_FIELDS.items() for name in names}
+    free = {(s, name) for s, names in FREE_FIELDS.items() for name in names}
+    assert not output & free
+    assert fields - output - free == set(), "classify these in pipeline/config.py"
+    assert (output | free) - fields == set(), "these are no fields of the job config"
+
+
+def test_outputs_made_before_labels_joined_the_fingerprint_keep_theirs(tiny_model):
+    """Default labeling settings add nothing, so an older output's fingerprint matches."""
+    config = job_config("in", "out", tiny_model)
+    assert "label" not in run_settings(config, check_model(config.model))

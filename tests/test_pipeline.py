@@ -3,10 +3,13 @@ exact row counts, resume, fingerprint checks, row and shard errors."""
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model import ModelLoadError
 from pipeline.errors import OutputConflictError
 from pipeline.output.status import output_status
 from pipeline.run.runner import run_job
@@ -223,3 +226,16 @@ def test_a_line_too_wide_for_a_padding_model_is_a_row_error(tmp_path):
         "decode: line image too wide for the model: 200x20 px (10:1); it reads lines up to "
         "8:1 (width:height); cut the line into pieces"
     )
+
+
+def test_weights_that_fail_to_load_in_the_actor_stop_the_run_with_a_model_error(
+    tiny_model, tmp_path
+):
+    """Config, processor and tokenizer load on the driver; the weights fail only inside
+    the generation actor. The run raises ModelLoadError (exit 2) naming the model."""
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    write_tar(tmp_path / "in" / "a.tar", webdataset_members(sample_images(2)))
+    with pytest.raises(ModelLoadError, match=r"cannot load the weights of model '.*broken-model'"):
+        run_job(job_config(tmp_path / "in", tmp_path / "out", str(broken)))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import posixpath
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,12 +12,15 @@ import pyarrow.parquet as pq
 
 from model.settings import GenerationSettings, LabelSettings
 from pipeline.inputs.passthrough import decode_rows
-from pipeline.storage import is_local, join
+from pipeline.output.layout import (
+    FINGERPRINT_KEY,
+    ROW_ERRORS_KEY,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    output_path,
+)
+from pipeline.storage import write_atomically
 
-SCHEMA_VERSION = "1"
-FINGERPRINT_KEY = b"shardscribe.fingerprint"
-ROW_ERRORS_KEY = b"shardscribe.row_errors"
-LEDGER_DIR = "_shardscribe"
 BASE_SCHEMA = pa.schema(
     [("shard", pa.string()), ("key", pa.string()), ("text", pa.string()), ("error", pa.string())]
 )
@@ -38,10 +39,6 @@ def label_columns(label: LabelSettings, generation: GenerationSettings) -> list[
         return ["score", "label_prob", "choices"]
     several = (generation.num_return_sequences or 1) > 1
     return ["score"] * (label.score or several) + ["candidates"] * several
-
-
-def output_path(root: str, shard_id: str) -> str:
-    return join(root, f"{shard_id}.parquet")
 
 
 def build_table(
@@ -65,27 +62,9 @@ def build_table(
         {
             FINGERPRINT_KEY: fingerprint.encode(),
             ROW_ERRORS_KEY: str(row_errors).encode(),
-            b"shardscribe.schema_version": SCHEMA_VERSION.encode(),
+            SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode(),
         }
     )
-
-
-def write_atomically(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Local disks: write a hidden temporary beside the target, then rename (atomic on
-    POSIX). Object stores: one PUT, or a multipart upload completed at the end, so the
-    object appears whole under its final name or not at all."""
-    if not is_local(fs):
-        fs.pipe_file(path, data)
-        return
-    directory, name = posixpath.split(path)
-    fs.makedirs(directory, exist_ok=True)
-    temporary = join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fs.pipe_file(temporary, data)
-        fs.mv(temporary, path)
-    finally:
-        if fs.exists(temporary):
-            fs.rm(temporary)
 
 
 def commit_shard(

@@ -22,11 +22,10 @@ from typing import Any
 import fsspec
 
 from pipeline.errors import OutputBusyError
-from pipeline.output.commit import LEDGER_DIR, write_atomically
-from pipeline.storage import join
+from pipeline.output.layout import LEASE_FILE, LEDGER_DIR
+from pipeline.storage import join, write_atomically
 
 log = logging.getLogger(__name__)
-LEASE_FILE = "lease.json"
 
 
 def _process_alive(pid: int) -> bool:

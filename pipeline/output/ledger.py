@@ -16,17 +16,20 @@ from typing import Any
 
 import fsspec
 
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, output_settings
 from pipeline.errors import OutputConflictError
-from pipeline.output.commit import LEDGER_DIR, SCHEMA_VERSION, write_atomically
-from pipeline.output.lease import LEASE_FILE
+from pipeline.failures import Failure
+from pipeline.output.layout import (
+    FAILED_DIR,
+    LEASE_FILE,
+    LEDGER_DIR,
+    ROW_ERRORS_DIR,
+    RUN_FILE,
+    RUNS_DIR,
+    SCHEMA_VERSION,
+)
 from pipeline.output.listing import committed_files
-from pipeline.storage import join
-
-RUN_FILE = "run.json"
-FAILED_DIR = "failed"
-ROW_ERRORS_DIR = "row_errors"
-RUNS_DIR = "runs"
+from pipeline.storage import join, write_atomically
 
 
 def new_run_id() -> str:
@@ -34,15 +37,12 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def output_settings(config: JobConfig, model_identity: str) -> dict[str, Any]:
-    """Every setting that decides what the output rows contain, and nothing else:
-    compute, retry, storage and progress settings may change between runs."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "model": config.model.model_dump(exclude={"device"}) | {"identity": model_identity},
-        "generation": config.generation.model_dump(),
-        "input": config.input.model_dump(exclude={"uri"}),
-    }
+def run_settings(config: JobConfig, model_identity: str) -> dict[str, Any]:
+    """What the output's fingerprint is made of: the settings that decide what its rows
+    contain (`pipeline.config.OUTPUT_FIELDS`), the model's identity, the schema version."""
+    settings = output_settings(config) | {"schema_version": SCHEMA_VERSION}
+    settings["model"]["identity"] = model_identity
+    return settings
 
 
 def fingerprint_of(settings: dict[str, Any]) -> str:
@@ -63,12 +63,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 @dataclass(frozen=True)
 class FailedShard:
     shard: str
-    error: str
+    error_class: str
+    error: str  # "<class>: <message>"
     attempts: int
-
-    @property
-    def error_class(self) -> str:
-        return self.error.split(":", 1)[0]
 
 
 class Ledger:
@@ -121,11 +118,11 @@ class Ledger:
     def _failed_path(self, shard_id: str) -> str:
         return join(self.dir, FAILED_DIR, f"{shard_id}.json")
 
-    def record_failure(self, shard_id: str, error: str, attempts: int) -> None:
+    def record_failure(self, shard_id: str, failure: Failure, attempts: int) -> None:
         record = {
             "shard": shard_id,
-            "error_class": error.split(":", 1)[0],
-            "error": error,
+            "error_class": failure.kind.value,
+            "error": str(failure),
             "attempts": attempts,
             "time": time.time(),
         }
@@ -137,21 +134,24 @@ class Ledger:
 
     def failures(self) -> list[FailedShard]:
         records = self._read_records(FAILED_DIR)
-        return [FailedShard(r["shard"], r["error"], r["attempts"]) for r in records]
+        return [
+            FailedShard(r["shard"], r["error_class"], r["error"], r["attempts"]) for r in records
+        ]
 
-    def record_row_errors(self, shard_id: str, keys_and_errors: list[tuple[str, str]]) -> None:
-        """One JSON line per row error of a committed shard, beside the failed shards."""
+    def record_row_errors(self, shard_id: str, row_errors: list[tuple[str, str, str]]) -> None:
+        """One JSON line per row error (key, class, text) of a committed shard, beside the
+        failed shards."""
         lines = [
             json.dumps(
                 {
                     "shard": shard_id,
                     "key": key,
-                    "error_class": error.split(":", 1)[0],
+                    "error_class": error_class,
                     "error": error,
                     "attempts": 1,
                 }
             )
-            for key, error in keys_and_errors
+            for key, error_class, error in row_errors
         ]
         path = join(self.dir, ROW_ERRORS_DIR, f"{shard_id}.jsonl")
         write_atomically(self.fs, path, ("\n".join(lines) + "\n").encode())

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 import fsspec
 
 from pipeline.inputs.shards import Shard
-from pipeline.output.commit import LEDGER_DIR
+from pipeline.output.layout import LEDGER_DIR
 from pipeline.storage import join
 
 OUTPUT_SUFFIX = ".parquet"

@@ -19,7 +19,8 @@ from pipeline.config import InputSettings, StorageSettings
 from pipeline.errors import ConfigError, InputError
 from pipeline.inputs.readers import ShardReadError, read_source_rows
 from pipeline.inputs.shards import Shard, discover_shards
-from pipeline.output.commit import BASE_SCHEMA, ROW_ERRORS_KEY
+from pipeline.output.commit import BASE_SCHEMA
+from pipeline.output.layout import ROW_ERRORS_KEY
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files
 from pipeline.storage import open_filesystem

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipeline.config import StorageSettings
-from pipeline.output.commit import ROW_ERRORS_KEY
+from pipeline.output.layout import ROW_ERRORS_KEY
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files
 from pipeline.storage import open_filesystem

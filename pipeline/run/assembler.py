@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class ShardFailure:
-    """Why a shard failed in a pass; `error` reads '<class>: <message>'."""
-
-    error: str
-    retryable: bool
-
-    @property
-    def error_class(self) -> str:
-        return self.error.split(":", 1)[0]
+from pipeline.failures import Failure, FailureClass
 
 
 class ShardAssembler:
@@ -26,7 +15,7 @@ class ShardAssembler:
     def __init__(self, shard_ids: set[str]):
         self.waiting = set(shard_ids)
         self.rows: dict[str, dict[int, dict[str, Any]]] = {}
-        self.failed: dict[str, ShardFailure] = {}
+        self.failed: dict[str, Failure] = {}
         self.first_row_at: dict[str, float] = {}
 
     def add(self, row: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -34,8 +23,9 @@ class ShardAssembler:
         shard = row["shard"]
         if shard not in self.waiting:
             return None  # already committed or failed in this pass
-        if row["shard_error"] is not None:
-            self.fail(shard, ShardFailure(row["shard_error"], bool(row["retryable"])))
+        if row["shard_error_class"] is not None:
+            kind = FailureClass(row["shard_error_class"])
+            self.fail(shard, Failure(kind, row["shard_error"], bool(row["retryable"])))
             return None
         rows = self.rows.setdefault(shard, {})
         self.first_row_at.setdefault(shard, time.monotonic())
@@ -46,17 +36,17 @@ class ShardAssembler:
         self.waiting.discard(shard)
         return list(self.rows.pop(shard).values())
 
-    def fail(self, shard: str, failure: ShardFailure) -> None:
+    def fail(self, shard: str, failure: Failure) -> None:
         self.waiting.discard(shard)
         self.rows.pop(shard, None)
         self.first_row_at.pop(shard, None)
         self.failed[shard] = failure
 
-    def fail_unfinished(self, error_class: str, reason: str) -> None:
+    def fail_unfinished(self, kind: FailureClass, reason: str) -> None:
         """Shards still waiting when a pass ends or is cancelled: retry them."""
         for shard in sorted(self.waiting):
             got = len(self.rows.get(shard, {}))
-            self.fail(shard, ShardFailure(f"{error_class}: {reason} ({got} rows arrived)", True))
+            self.fail(shard, Failure(kind, f"{reason} ({got} rows arrived)", retryable=True))
 
     def slow_shards(self, older_than_s: float) -> list[str]:
         """Shards whose first row came long ago but that are still not complete."""

@@ -13,12 +13,13 @@ from model import ModelLoadError, check_model
 from pipeline.cluster import connect_ray
 from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
+from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.output.commit import commit_shard, label_columns
 from pipeline.output.lease import OutputLease
-from pipeline.output.ledger import Ledger, new_run_id, output_settings
+from pipeline.output.ledger import Ledger, new_run_id, run_settings
 from pipeline.output.listing import split_committed
-from pipeline.run.assembler import ShardAssembler, ShardFailure
+from pipeline.run.assembler import ShardAssembler
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress
 from pipeline.storage import open_filesystem
@@ -94,7 +95,11 @@ class _Job:
 
     def commit(self, shard_id: str, rows: list[dict]) -> None:
         self.lease.check()
-        errors = [(row["key"], row["error"]) for row in rows if row["error"] is not None]
+        errors = [
+            (row["key"], row["error_class"], row["error"])
+            for row in rows
+            if row["error"] is not None
+        ]
         if errors:  # before the commit: a record of a shard not committed is ignored
             self.ledger.record_row_errors(shard_id, errors)
         table = commit_shard(
@@ -112,7 +117,7 @@ class _Job:
             self.ledger.clear_failure(shard_id)
         self.progress.shard_committed(table.num_rows)
 
-    def run_pass(self, shards: list[Shard], resources: ActorResources) -> dict[str, ShardFailure]:
+    def run_pass(self, shards: list[Shard], resources: ActorResources) -> dict[str, Failure]:
         """Stream every shard once through the plan; commit each as it completes.
 
         Ray Data cancels the pass when nothing progresses for `retry.shard_timeout_s`
@@ -131,31 +136,27 @@ class _Job:
                     rows = assembler.add(row)
                     if rows is not None:
                         self._commit_or_fail(assembler, row["shard"], rows)
+                    failure = assembler.failed.get(row["shard"])
+                    if failure is not None and failure.kind is FailureClass.MODEL_LOAD:
+                        raise ModelLoadError(failure.message)
                 self.progress.tick()
-        except OutputBusyError:
+        except (OutputBusyError, ModelLoadError):
             raise
         except ExecutionTimeoutError:
             log.warning("no progress for %.0fs: cancelling the pass", timeout_s)
-            assembler.fail_unfinished("timeout", f"no progress for {timeout_s:.0f}s")
+            assembler.fail_unfinished(FailureClass.TIMEOUT, f"no progress for {timeout_s:.0f}s")
         except Exception as error:  # Ray aborted the pass; shards not committed are retried
-            if "ModelLoadError" in str(error):
-                raise ModelLoadError(_model_error_text(error)) from None
             log.warning("pass aborted: %s: %s", type(error).__name__, error)
-            assembler.fail_unfinished("lost", f"pass aborted by {type(error).__name__}")
-        assembler.fail_unfinished("lost", "rows missing at the end of the pass")
+            assembler.fail_unfinished(FailureClass.LOST, f"pass aborted by {type(error).__name__}")
+        assembler.fail_unfinished(FailureClass.LOST, "rows missing at the end of the pass")
         return assembler.failed
 
     def _commit_or_fail(self, assembler: ShardAssembler, shard_id: str, rows: list[dict]) -> None:
         try:
             self.commit(shard_id, rows)
         except OSError as error:
-            message = f"storage: commit failed: {type(error).__name__}: {error}"
-            assembler.fail(shard_id, ShardFailure(message, True))
-
-
-def _model_error_text(error: Exception) -> str:
-    text = str(error)
-    return text[text.index("ModelLoadError") :].splitlines()[0]
+            message = f"commit failed: {type(error).__name__}: {error}"
+            assembler.fail(shard_id, Failure(FailureClass.STORAGE, message, retryable=True))
 
 
 def _backoff(config: JobConfig, attempt: int) -> float:
@@ -180,7 +181,7 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     try:
         ledger = Ledger(lease.fs, lease.root)
         fingerprint = ledger.start_run(
-            output_settings(config, identity),
+            run_settings(config, identity),
             config.input.uri,
             len(shards),
             config.output.overwrite,
@@ -240,16 +241,16 @@ def _run_with_retries(job: _Job, pending: list[Shard], resources: ActorResources
                 failure = failures[shard.id]
                 if failure.retryable and attempts[shard.id] < config.retry.max_attempts:
                     retry.append(shard)
-                    job.summary.retries[failure.error_class] += 1
+                    job.summary.retries[failure.kind.value] += 1
                     continue
                 log.error(
                     "shard %s failed after %d attempt(s): %s",
                     shard.id,
                     attempts[shard.id],
-                    failure.error,
+                    failure,
                 )
-                job.ledger.record_failure(shard.id, failure.error, attempts[shard.id])
-                job.summary.failed[shard.id] = failure.error
+                job.ledger.record_failure(shard.id, failure, attempts[shard.id])
+                job.summary.failed[shard.id] = str(failure)
                 job.progress.shard_failed()
             if retry:
                 delay = _backoff(config, max(attempts[s.id] for s in retry))

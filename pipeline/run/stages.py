@@ -21,6 +21,7 @@ from ray.data.extensions import ArrowTensorArray
 from model import (
     GenerationSettings,
     ImageDecodeError,
+    ModelLoadError,
     ModelSettings,
     TextGenerator,
     decode_image,
@@ -34,6 +35,7 @@ from model.images import check_fits
 from model.loading import load_processors
 from model.settings import LabelSettings
 from pipeline.config import InputSettings, StorageSettings
+from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.passthrough import encode_rows
 from pipeline.inputs.readers import ShardReadError, read_source_rows
 from pipeline.inputs.shards import Shard
@@ -46,10 +48,12 @@ _COMMON_FIELDS = [
     pa.field("shard", pa.string()),
     pa.field("key", pa.string()),
     pa.field("index", pa.int64()),
-    pa.field("error", pa.string()),
+    pa.field("error", pa.string()),  # the row's error text, as committed
+    pa.field("error_class", pa.string()),
     pa.field("passthrough", pa.binary()),
     pa.field("shard_rows", pa.int64()),
-    pa.field("shard_error", pa.string()),
+    pa.field("shard_error", pa.string()),  # the shard's failure: message, class, retry
+    pa.field("shard_error_class", pa.string()),
     pa.field("retryable", pa.bool_()),
 ]
 READ_SCHEMA = pa.schema([*_COMMON_FIELDS, pa.field("image", pa.binary())])
@@ -57,18 +61,25 @@ RESULT_SCHEMA = pa.schema([*_COMMON_FIELDS, pa.field("text", pa.string()), *LABE
 LABEL_NAMES = [field.name for field in LABEL_FIELDS]
 
 
-def _marker(shard_id: str, shard_error: str | None = None, retryable: bool = False) -> dict:
+def _marker(shard_id: str, failure: Failure | None = None) -> dict:
     return {
         "shard": shard_id,
         "key": "",
         "index": -1,
         "error": None,
+        "error_class": None,
         "passthrough": b"",
         "shard_rows": 0,
-        "shard_error": shard_error,
-        "retryable": retryable,
+        "shard_error": failure and failure.message,
+        "shard_error_class": failure and failure.kind.value,
+        "retryable": bool(failure and failure.retryable),
         "image": None,
     }
+
+
+def _row_error(kind: FailureClass, message: str) -> tuple[str, str]:
+    """A row's (error, error_class) columns."""
+    return str(Failure(kind, message)), kind.value
 
 
 def _read_one(item: dict[str, Any], input_settings: InputSettings, storage: StorageSettings):
@@ -77,23 +88,31 @@ def _read_one(item: dict[str, Any], input_settings: InputSettings, storage: Stor
         fs, _ = open_filesystem(input_settings.uri, storage)
         source = read_source_rows(fs, shard, input_settings)
     except ShardReadError as error:
-        return [_marker(shard.id, f"input: {error}")]
+        return [_marker(shard.id, Failure(FailureClass.INPUT, str(error)))]
     except Exception as error:  # storage or anything else: classify, never lose the shard
-        kind = "storage" if isinstance(error, OSError) else "read"
-        return [_marker(shard.id, f"{kind}: {type(error).__name__}: {error}", is_retryable(error))]
+        kind = FailureClass.STORAGE if isinstance(error, OSError) else FailureClass.READ
+        message = f"{type(error).__name__}: {error}"
+        return [_marker(shard.id, Failure(kind, message, is_retryable(error)))]
     if not source.keys:
         return [_marker(shard.id)]
     passthrough = encode_rows(source.passthrough, len(source.keys))
     n = len(source.keys)
+    no_error = (None, None)
+    errors = [
+        no_error if error is None else _row_error(FailureClass.INPUT, error)
+        for error in source.errors
+    ]
     return [
         {
             "shard": shard.id,
             "key": source.keys[i],
             "index": i,
-            "error": None if source.errors[i] is None else f"input: {source.errors[i]}",
+            "error": errors[i][0],
+            "error_class": errors[i][1],
             "passthrough": passthrough[i],
             "shard_rows": n,
             "shard_error": None,
+            "shard_error_class": None,
             "retryable": False,
             "image": source.images[i],
         }
@@ -138,6 +157,7 @@ def preprocess(
     A bad image becomes a row error ('decode: ...'); its row keeps placeholder pixels.
     """
     errors = batch.column("error").to_pylist()
+    classes = batch.column("error_class").to_pylist()
     images = batch.column("image").to_pylist()
     decoded: dict[int, Image.Image] = {}
     for i, (data, index) in enumerate(zip(images, batch.column("index").to_pylist(), strict=True)):
@@ -147,7 +167,7 @@ def preprocess(
             image = decode_image(data, max_image_pixels)
             check_fits(image, _image_processor(model_settings))
         except ImageDecodeError as error:
-            errors[i] = f"decode: {error}"
+            errors[i], classes[i] = _row_error(FailureClass.DECODE, str(error))
             continue
         decoded[i] = image
     pixels = np.repeat(_blank_pixels(model_settings)[None], batch.num_rows, axis=0)
@@ -155,9 +175,11 @@ def preprocess(
         pixels[list(decoded)] = pixel_arrays(
             list(decoded.values()), _image_processor(model_settings)
         )
-    batch = batch.drop_columns(["image"]).set_column(
-        batch.schema.get_field_index("error"), "error", pa.array(errors, pa.string())
-    )
+    batch = batch.drop_columns(["image"])
+    for name, values in (("error", errors), ("error_class", classes)):
+        batch = batch.set_column(
+            batch.schema.get_field_index(name), name, pa.array(values, pa.string())
+        )
     return batch.append_column("pixel_values", ArrowTensorArray.from_numpy(pixels))
 
 
@@ -178,7 +200,14 @@ class GenerationStage:
         hf_logging.disable_progress_bar()
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
-        loaded = load_model(model_settings)
+        self.load_error: str | None = None
+        try:
+            loaded = load_model(model_settings)
+        except ModelLoadError as error:
+            # Reported as data on every row, so the driver stops with this message; an
+            # exception here would reach it only as the text of Ray's actor death.
+            self.load_error = str(error)
+            return
         self.predictor = (
             TextGenerator(loaded, generation, score=label.score)
             if label.choices is None
@@ -192,8 +221,13 @@ class GenerationStage:
         n = len(errors)
         results: dict[str, list] = {name: [None] * n for name in ("text", *LABEL_NAMES)}
         shard_errors = list(batch["shard_error"])
+        shard_error_classes = list(batch["shard_error_class"])
         retryable = [bool(x) for x in batch["retryable"]]
         todo = [i for i, e in enumerate(errors) if e is None and batch["index"][i] >= 0]
+        if self.load_error is not None:
+            shard_errors = [self.load_error] * n
+            shard_error_classes = [FailureClass.MODEL_LOAD.value] * n
+            todo = []
         if todo:
             seeds = [row_seed(self.seed, batch["shard"][i], batch["key"][i]) for i in todo]
             try:
@@ -207,14 +241,21 @@ class GenerationStage:
                             column[i] = getattr(prediction, name)
             except Exception as error:  # e.g. out of memory: retry the shards, not the job
                 log.exception("generation failed for a batch")
-                message = f"model: {type(error).__name__}: {error}"
+                message = f"{type(error).__name__}: {error}"
                 for i in todo:
                     shard_errors[i], retryable[i] = message, True
+                    shard_error_classes[i] = FailureClass.MODEL.value
         columns = {
             name: list(batch[name])
             for name in ("shard", "key", "index", "passthrough", "shard_rows")
         }
-        columns |= {"error": errors, "shard_error": shard_errors, "retryable": retryable}
+        columns |= {
+            "error": errors,
+            "error_class": list(batch["error_class"]),
+            "shard_error": shard_errors,
+            "shard_error_class": shard_error_classes,
+            "retryable": retryable,
+        }
         return pa.Table.from_pydict(columns | results, schema=RESULT_SCHEMA)
 
     def _batches(self, pixels: np.ndarray, todo: list[int]) -> list[tuple[int, int]]:
