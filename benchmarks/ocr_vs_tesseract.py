@@ -42,11 +42,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from jobs.fonts import font_split, installed_families
-from jobs.synth import degrade, write_tar
+from jobs.synth import degrade
 from jobs.texts import evaluation_paragraphs, fill_line, prose_line, structured_token, word_list
 from model.loading import load_model
 from model.metrics import ErrorCounts
 from model.settings import ModelSettings
+from pipeline.inputs.webdataset import write_tar
 from pipeline.training.objective import recognise
 
 SEED = 20261201

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 from jobs.bench import line_images
+from pipeline.inputs.webdataset import tar_bytes
 
 DISTINCT_IMAGES = 64  # rendered once, repeated: throughput does not depend on the text
 
@@ -38,14 +37,11 @@ def write_input(uri: str, images: int, per_shard: int, storage_options: dict) ->
     fs.makedirs(root, exist_ok=True)
     pngs = line_images(DISTINCT_IMAGES, seed=0)
     for shard, start in enumerate(range(0, images, per_shard)):
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for i in range(start, min(start + per_shard, images)):
-                data = pngs[i % DISTINCT_IMAGES]
-                info = tarfile.TarInfo(f"{i:08d}.png")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        fs.pipe_file(f"{root}/part-{shard:05d}.tar", buffer.getvalue())
+        members = [
+            (f"{i:08d}.png", pngs[i % DISTINCT_IMAGES])
+            for i in range(start, min(start + per_shard, images))
+        ]
+        fs.pipe_file(f"{root}/part-{shard:05d}.tar", tar_bytes(members))
 
 
 def run_one(input_uri: str, output_uri: str, model: str) -> dict:
@@ -121,8 +117,8 @@ def measure(size: int, per_shard: int, workdir: Path, model: str, s3) -> dict:
 
 @contextlib.contextmanager
 def _s3_stack(workdir: Path):
-    from tests.faults.flaky_proxy import flaky_proxy
-    from tests.s3server import running_s3_server
+    from tests.support.flaky_proxy import flaky_proxy
+    from tests.support.s3server import running_s3_server
 
     data = Path(tempfile.mkdtemp(prefix="s3-", dir=workdir))
     try:

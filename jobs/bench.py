@@ -18,7 +18,6 @@ import io
 import json
 import platform
 import resource
-import tarfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from model import GenerationSettings, ModelSettings, TextGenerator, decode_image
 from model.images import pixel_arrays
 from model.tiny import SIZES, build_random_model
 from pipeline.config import JobConfig, validate_config
+from pipeline.inputs.webdataset import tar_bytes
 from pipeline.run.runner import run_job
 from pipeline.storage import join
 
@@ -70,13 +70,9 @@ def write_shards(images: list[bytes], uri: str) -> None:
     fs, root = fsspec.core.url_to_fs(uri)
     fs.makedirs(root, exist_ok=True)
     for start in range(0, len(images), IMAGES_PER_SHARD):
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for i, data in enumerate(images[start : start + IMAGES_PER_SHARD], start):
-                info = tarfile.TarInfo(f"{i:07d}.png")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        fs.pipe_file(join(root, f"part-{start // IMAGES_PER_SHARD:05d}.tar"), buffer.getvalue())
+        chunk = images[start : start + IMAGES_PER_SHARD]
+        members = [(f"{i:07d}.png", data) for i, data in enumerate(chunk, start)]
+        fs.pipe_file(join(root, f"part-{start // IMAGES_PER_SHARD:05d}.tar"), tar_bytes(members))
 
 
 def model_path(settings: BenchSettings) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from jobs.synth import write_tar
+from pipeline.inputs.webdataset import write_tar
 
 WORDS = (
     "shard",

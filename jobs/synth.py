@@ -14,12 +14,10 @@ from __future__ import annotations
 import io
 import logging
 import random
-import tarfile
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import BinaryIO, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -27,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from jobs.fonts import font_split, installed_families
 from jobs.texts import WordSplit, training_line, word_list
 from pipeline.config import StorageSettings
+from pipeline.inputs.webdataset import write_tar
 from pipeline.storage import join, open_filesystem
 
 log = logging.getLogger(__name__)
@@ -131,15 +130,6 @@ def synth_samples(settings: SynthSettings, shard: int) -> list[tuple[str, str, b
         image.save(png, "PNG")
         samples.append((f"{i:08d}", text, png.getvalue()))
     return samples
-
-
-def write_tar(file: BinaryIO, members: Iterable[tuple[str, bytes]]) -> None:
-    """A plain (WebDataset) tar of `(name, bytes)` members, in the order given."""
-    with tarfile.open(fileobj=file, mode="w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 def write_synth_shard(

@@ -200,7 +200,7 @@ class JobConfig(_Section):
 # What a run into an existing output may change. The fields of OUTPUT_FIELDS decide
 # what an output row contains: they make the output's fingerprint, and a rerun that
 # changes one is refused unless --overwrite. The fields of FREE_FIELDS may change
-# between runs. Every field of JobConfig is in exactly one (tests/test_config.py).
+# between runs. Every field of JobConfig is in exactly one (tests/output/test_ledger.py).
 OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
     "input": ("format", "image_column", "key_column", "images_per_shard", "max_image_pixels"),
     "model": ("name", "revision", "dtype", "attn_implementation", "trust_remote_code"),

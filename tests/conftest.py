@@ -8,7 +8,7 @@ import ray
 
 from model import build_tiny_model
 from pipeline.config import JobConfig, validate_config
-from tests.reference import Reference
+from tests.support.reference import Reference
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,7 @@ def ray_cluster():
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     """A real S3 server (SeaweedFS) on loopback."""
-    from tests.s3server import running_s3_server
+    from tests.support.s3server import running_s3_server
 
     with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
         yield server

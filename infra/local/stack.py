@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.raycluster import cluster_processes, start_cluster, stop_cluster
+from tests.support.raycluster import cluster_processes, start_cluster, stop_cluster
 
 STATE_DIR = Path("/tmp/shardscribe-stack")  # short: Ray's socket paths must stay short
 BUCKET = "shardscribe"
@@ -41,7 +41,7 @@ def _start_s3(state_dir: Path) -> tuple[int, dict[str, str]]:
     log = state_dir / "s3.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.s3server", str(state_dir / "s3")],
+            [sys.executable, "-m", "tests.support.s3server", str(state_dir / "s3")],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -72,7 +72,7 @@ def _make_bucket(env: dict[str, str]) -> None:
 
 
 def _stop_s3(pid: int) -> None:
-    """SIGINT lets tests.s3server stop weed cleanly; weed ignores SIGTERM for a while."""
+    """SIGINT lets tests.support.s3server stop weed cleanly; weed ignores SIGTERM for a while."""
     try:
         os.killpg(pid, signal.SIGINT)
     except ProcessLookupError:

@@ -8,9 +8,10 @@ import posixpath
 from collections.abc import Iterable, Iterator
 
 import fsspec
+import pyarrow.parquet as pq
 
 from pipeline.inputs.shards import Shard
-from pipeline.output.layout import LEDGER_DIR
+from pipeline.output.layout import LEDGER_DIR, ROW_ERRORS_KEY
 from pipeline.storage import join
 
 OUTPUT_SUFFIX = ".parquet"
@@ -68,3 +69,10 @@ def split_committed(
     for shard_id, _ in iter_committed(fs, root):
         waiting.discard(shard_id)
     return [shard for shard in shards if shard.id in waiting], len(shards) - len(waiting)
+
+
+def footer_counts(fs: fsspec.AbstractFileSystem, path: str) -> tuple[int, int]:
+    """(rows, row errors) of a committed file, from its footer alone."""
+    with fs.open(path, "rb") as handle:
+        metadata = pq.read_metadata(handle)
+    return metadata.num_rows, int((metadata.metadata or {}).get(ROW_ERRORS_KEY, b"0"))

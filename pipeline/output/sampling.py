@@ -20,9 +20,8 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.inputs.readers import ShardReadError, read_source_rows
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.output.commit import BASE_SCHEMA
-from pipeline.output.layout import ROW_ERRORS_KEY
 from pipeline.output.ledger import Ledger
-from pipeline.output.listing import committed_files
+from pipeline.output.listing import committed_files, footer_counts
 from pipeline.storage import open_filesystem
 
 LABEL_COLUMNS = ("score", "label_prob")
@@ -90,13 +89,6 @@ def sample_rows(
     return rows
 
 
-def _footer_counts(fs: fsspec.AbstractFileSystem, path: str) -> tuple[int, int]:
-    """(rows, row errors) from a file's footer alone."""
-    with fs.open(path, "rb") as handle:
-        metadata = pq.read_metadata(handle)
-    return metadata.num_rows, int((metadata.metadata or {}).get(ROW_ERRORS_KEY, b"0"))
-
-
 def _eligible_rows(
     fs: fsspec.AbstractFileSystem,
     files: dict[str, str],
@@ -110,7 +102,7 @@ def _eligible_rows(
     with ThreadPoolExecutor(max_workers=FOOTER_READERS) as pool:
         for start in range(0, len(order), FOOTER_READERS):
             chunk = order[start : start + FOOTER_READERS]
-            counts = pool.map(lambda shard_id: _footer_counts(fs, files[shard_id]), chunk)
+            counts = pool.map(lambda shard_id: footer_counts(fs, files[shard_id]), chunk)
             for shard_id, (rows, errors) in zip(chunk, counts, strict=True):
                 eligible[shard_id] = errors if errors_only else rows
             if len(eligible) >= count and sum(eligible.values()) >= count:

@@ -6,21 +6,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from pipeline.config import StorageSettings
-from pipeline.output.layout import ROW_ERRORS_KEY
 from pipeline.output.ledger import Ledger
-from pipeline.output.listing import committed_files
+from pipeline.output.listing import committed_files, footer_counts
 from pipeline.storage import open_filesystem
-
-
-def _footer_counts(fs, path: str) -> tuple[int, int]:
-    """(rows, row errors) from a file's footer alone, without reading its data."""
-    with fs.open(path, "rb") as handle:
-        metadata = pq.read_metadata(handle)
-    extra = metadata.metadata or {}
-    return metadata.num_rows, int(extra.get(ROW_ERRORS_KEY, b"0"))
 
 
 def output_status(uri: str, storage: StorageSettings) -> dict[str, Any]:
@@ -30,7 +19,7 @@ def output_status(uri: str, storage: StorageSettings) -> dict[str, Any]:
     run = ledger.read_run()
     files = committed_files(fs, root)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = list(pool.map(lambda path: _footer_counts(fs, path), files.values()))
+        counts = list(pool.map(lambda path: footer_counts(fs, path), files.values()))
     failures = [f for f in ledger.failures() if f.shard not in files]
     total = max(run["shards_total"] if run else 0, len(files) + len(failures))
     return {

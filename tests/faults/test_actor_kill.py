@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, webdataset_members, write_tar
+from tests.support.data import sample_images, webdataset_members, write_tar
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("ray_cluster")]
 SHARDS, PER_SHARD = 6, 6

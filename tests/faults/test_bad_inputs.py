@@ -16,7 +16,7 @@ from PIL import Image
 from pipeline.output.status import failure_records
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, write_tar
+from tests.support.data import sample_images, write_tar
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("ray_cluster")]
 
@@ -100,7 +100,7 @@ def catalogue(tmp_path_factory, tiny_model):
 
 
 def _write_members(path, members):
-    """Like tests.data.write_tar, but members may repeat a name."""
+    """Like tests.support.data.write_tar, but members may repeat a name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w") as tar:
         for name, data in members:

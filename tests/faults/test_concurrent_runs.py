@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.errors import OutputBusyError
 from pipeline.output.lease import OutputLease
-from tests.data import sample_images, webdataset_members, write_tar
+from tests.support.data import sample_images, webdataset_members, write_tar
 
 pytestmark = pytest.mark.faults
 fs = fsspec.filesystem("file")

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.config import StorageSettings
 from pipeline.output.status import failure_records
-from tests.faults.soak import (
+from tests.support.soak import (
     DriverRun,
     KillReport,
     Row,

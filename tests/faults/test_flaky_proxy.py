@@ -20,8 +20,8 @@ import botocore.exceptions
 import pytest
 import s3fs
 
-from tests.faults.flaky_proxy import FaultPicker, flaky_proxy
-from tests.s3server import S3Server
+from tests.support.flaky_proxy import FaultPicker, flaky_proxy
+from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.faults
 

@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, webdataset_members, write_tar
-from tests.faults.flaky_proxy import flaky_proxy
+from tests.support.data import sample_images, webdataset_members, write_tar
+from tests.support.flaky_proxy import flaky_proxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("ray_cluster")]
 

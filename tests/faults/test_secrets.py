@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.data import sample_images, webdataset_members, write_tar
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
+from tests.support.data import sample_images, webdataset_members, write_tar
 
 pytestmark = pytest.mark.faults
 

@@ -11,8 +11,8 @@ from pipeline.inputs.shards import Shard
 from pipeline.output.listing import iter_committed, split_committed
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, webdataset_members, write_tar
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
+from tests.support.data import sample_images, webdataset_members, write_tar
 
 # Ids that stores list in different orders (S3: a-b, a.b, a/b; SeaweedFS: a/b first).
 TRICKY_IDS = ["a", "a-b", "a/b", "a.b", "a b", "b", "é", "z/é/1"]

@@ -16,7 +16,7 @@ from jobs.synth import (
     write_synth_shards,
 )
 from jobs.texts import docstring_paragraphs, evaluation_paragraphs, training_line, word_list
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
 
 
 def _members(path) -> dict[str, bytes]:

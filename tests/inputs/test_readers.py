@@ -10,7 +10,7 @@ from pipeline.config import InputSettings
 from pipeline.inputs.passthrough import decode_rows, encode_rows
 from pipeline.inputs.readers import ShardReadError, read_source_rows
 from pipeline.inputs.shards import Shard
-from tests.data import sample_images, webdataset_members, write_parquet, write_tar
+from tests.support.data import sample_images, webdataset_members, write_parquet, write_tar
 
 fs = fsspec.filesystem("file")
 

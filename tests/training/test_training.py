@@ -21,7 +21,7 @@ from jobs.synth import SynthSettings, write_synth_shards
 from model.loading import load_model
 from model.settings import ModelSettings
 from pipeline.training.objective import recognise
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
 
 TINY = ["--encoder", "vit-line-tiny", "--decoder", "trocr-char-tiny"]
 # Settings measured to learn 16 short lines exactly with the tiny model in ~250 steps.

@@ -6,17 +6,8 @@ import json
 import subprocess
 import sys
 
-from tests.data import sample_images, webdataset_members, write_tar
-
-
-def shardscribe(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "jobs", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+from tests.support.cli import shardscribe
+from tests.support.data import sample_images, webdataset_members, write_tar
 
 
 def test_config_typo_exits_2_naming_the_field(tmp_path, tiny_model):

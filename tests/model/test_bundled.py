@@ -13,7 +13,7 @@ from model.bundled import DEFAULT_MODEL, bundled_models
 from model.metrics import cer
 from pipeline.config import validate_config
 from pipeline.errors import ConfigError
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
 
 # Measured on the demo's 24 lines: CER 0.8 % (one space too many in one line); the
 # limit leaves room for float rounding elsewhere, never for a model that does not read.

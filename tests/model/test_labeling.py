@@ -1,5 +1,5 @@
 """Labeling: scores, ranked candidates and choices mode agree with a per-image reference
-computed the plain way (tests/reference.py), in the model and end to end."""
+computed the plain way (tests/support/reference.py), in the model and end to end."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from model.images import decode_image
 from pipeline.errors import ConfigError
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, webdataset_members, write_tar
-from tests.reference import Reference
+from tests.support.data import sample_images, webdataset_members, write_tar
+from tests.support.reference import Reference
 
 MAX_TOKENS = 10
 # Same length, so no label wins by being short and the probabilities stay spread out.

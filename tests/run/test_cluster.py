@@ -23,12 +23,12 @@ import pytest
 import yaml
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from tests.data import sample_images, webdataset_members, write_tar
-from tests.raycluster import running_ray_cluster
-from tests.reference import Reference
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
+from tests.support.data import sample_images, webdataset_members, write_tar
+from tests.support.raycluster import running_ray_cluster
+from tests.support.reference import Reference
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUNTIME_ENV = "infra/runtime_env.yaml"
 BIN = Path(sys.executable).parent
 JOB_TIMEOUT_S = 240

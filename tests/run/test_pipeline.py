@@ -15,7 +15,7 @@ from pipeline.output.status import output_status
 from pipeline.run.runner import run_job
 from pipeline.training.build import LineEncoder, build_model
 from tests.conftest import job_config
-from tests.data import (
+from tests.support.data import (
     sample_images,
     text_image,
     webdataset_members,
@@ -23,7 +23,7 @@ from tests.data import (
     write_parquet,
     write_tar,
 )
-from tests.reference import Reference
+from tests.support.reference import Reference
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -12,8 +12,8 @@ import pytest
 from pipeline.output.status import output_status
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, webdataset_members, write_parquet, write_tar
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
+from tests.support.data import sample_images, webdataset_members, write_parquet, write_tar
 
 
 @pytest.fixture(scope="module")

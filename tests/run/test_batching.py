@@ -9,7 +9,7 @@ import torch
 from model.batching import CPU_BATCH_SIZE, MAX_BATCH_SIZE, auto_batch_size, batch_size_for
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, webdataset_members, write_tar
+from tests.support.data import sample_images, webdataset_members, write_tar
 
 GB, MB = 1024**3, 1024**2
 

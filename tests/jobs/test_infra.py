@@ -19,9 +19,9 @@ import transformers
 import yaml
 
 from jobs.cli import _parser, load_job_config
-from tests.raycluster import cluster_processes
+from tests.support.raycluster import cluster_processes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 MANIFESTS = sorted((INFRA / "kuberay").glob("*.yaml"))
 EXPECTED_KINDS = {

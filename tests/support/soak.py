@@ -1,6 +1,6 @@
 """Driver-kill soak: SIGKILL `shardscribe run` at random moments, rerun, compare with a clean run.
 
-    python -m tests.faults.soak --cycles 20 [--shards N] [--images-per-shard N] [--seed S]
+    python -m tests.support.soak --cycles 20 [--shards N] [--images-per-shard N] [--seed S]
 
 It builds its input (WebDataset shards, one corrupt image so row errors are compared too)
 and a tiny model in a temporary folder, times a clean run, then runs cycles on one output
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tests.data import sample_images, webdataset_members, write_tar
+from tests.support.data import sample_images, webdataset_members, write_tar
 
 log = logging.getLogger("soak")
 REPO = Path(__file__).resolve().parents[2]
@@ -501,7 +501,7 @@ def soak(cycles: int, shards: int, per_shard: int, seed: int, workdir: Path) -> 
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.faults.soak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.support.soak", description=__doc__)
     parser.add_argument("--cycles", type=int, default=20, help="runs killed at random moments")
     parser.add_argument("--shards", type=int, default=6, help="WebDataset shards in the input")
     parser.add_argument("--images-per-shard", type=int, default=4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import s3fs
 
-from tests.s3server import running_s3_server
+from tests.support.s3server import running_s3_server
 
 # Variables that would override or disable AWS_ENDPOINT_URL, or pull in a developer's profile.
 _INTERFERING_AWS_VARS = (

@@ -27,7 +27,7 @@ from pipeline.output.commit import commit_shard
 from pipeline.output.sampling import preview_rows, sample_rows
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.data import sample_images, text_image, webdataset_members, write_tar
+from tests.support.data import sample_images, text_image, webdataset_members, write_tar
 
 HOSTILE_KEY = "evil<b>&\"'"
 

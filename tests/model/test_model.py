@@ -19,7 +19,7 @@ from model import (
     pixel_arrays,
     row_seed,
 )
-from tests.data import sample_images
+from tests.support.data import sample_images
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.test_cli import shardscribe
+from tests.support.cli import shardscribe
 
 KEYS = {
     "naive_ips",
