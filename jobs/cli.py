@@ -7,6 +7,8 @@ are committed); 2 a usage or config error, with a message naming the bad field.
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib.metadata
 import json
 import logging
 import os
@@ -30,6 +32,13 @@ log = logging.getLogger("shardscribe")
 PRESETS = Path(__file__).parent / "presets"
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("shardscribe")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
+
+
 def preset_names() -> list[str]:
     return sorted(path.stem for path in PRESETS.glob("*.yaml"))
 
@@ -37,11 +46,42 @@ def preset_names() -> list[str]:
 USAGE_ERRORS = (ConfigError, InputError, OutputConflictError, OutputBusyError, ModelLoadError)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="shardscribe", description="Image shards -> VisionEncoderDecoder text -> Parquet."
+class _Parser(argparse.ArgumentParser):
+    """No prefix matching (`--num-beam` must not become `--num-beams` silently), and an
+    unknown flag names the closest one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            commands = getattr(self, "commands", {})
+            command = commands.get(getattr(parsed, "command", None), self)
+            command.error(_unknown_arguments(unknown, command))
+        return parsed
+
+
+def _unknown_arguments(unknown: list[str], parser: argparse.ArgumentParser) -> str:
+    flags = [flag for action in parser._actions for flag in action.option_strings]
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    for argument in unknown:
+        close = difflib.get_close_matches(argument.split("=")[0], flags, n=1, cutoff=0.6)
+        if argument.startswith("--") and close:
+            message += f"; did you mean {close[0]}?"
+    return message
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="shardscribe",
+        description="Image shards -> VisionEncoderDecoder text -> Parquet.",
+        epilog="Run 'shardscribe COMMAND --help' for a command's flags.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"shardscribe {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = commands.choices
     run = commands.add_parser("run", help="process every shard not yet committed")
     run.add_argument("--config", help="YAML job config; flags override its fields")
     run.add_argument(
@@ -308,7 +348,11 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     handler = {
         "run": _run,
         "status": _status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -261,9 +262,23 @@ SECRET_FIELDS = {"secret_access_key", "session_token"}
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _close_field(schema: type[BaseModel], loc: tuple) -> str | None:
+    """The field an unknown key was probably meant to be, as a dotted name."""
+    model: Any = schema
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
+        model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    match = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return ".".join([*map(str, loc[:-1]), match[0]]) if match else None
+
+
+def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
     where = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden" and (meant := _close_field(schema, error["loc"])):
+        message += f"; did you mean {meant}?"
     text = f"{where}: {message}" if where else message
     # A check across fields (empty loc) has the whole config, secrets included, as input.
     if where and error["type"] != "missing" and not SECRET_FIELDS & set(map(str, error["loc"])):
@@ -277,7 +292,7 @@ def validate_config(data: dict[str, Any], schema: type[ConfigT] = JobConfig) -> 
     try:
         return schema.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(_describe(e) for e in error.errors())
+        problems = "; ".join(_describe(e, schema) for e in error.errors())
         kind = "job" if schema is JobConfig else "training"
         raise ConfigError(f"invalid {kind} config: {problems}") from None
 

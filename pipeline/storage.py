@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from typing import Any
@@ -76,3 +77,9 @@ def write_atomically(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> N
     finally:
         if fs.exists(temporary):
             fs.rm(temporary)
+
+
+def absolute_url(uri: str) -> str:
+    """A local path made absolute (what a ledger records, so that another directory
+    finds it); URLs as they are."""
+    return uri if "://" in uri else os.path.abspath(uri)

@@ -89,13 +89,13 @@ class Ledger:
         with other settings. Returns the fingerprint."""
         fingerprint = fingerprint_of(settings)
         previous = self.read_run()
-        if previous and previous["fingerprint"] != fingerprint:
-            if not overwrite:
-                changed = "; ".join(_differences(previous["settings"], settings))
-                raise OutputConflictError(
-                    f"output {self.root} holds results made with other settings ({changed}); "
-                    "use another output, or --overwrite to discard them and start over"
-                )
+        if previous and previous["fingerprint"] != fingerprint and not overwrite:
+            changed = "; ".join(_differences(previous["settings"], settings))
+            raise OutputConflictError(
+                f"output {self.root} holds results made with other settings ({changed}); "
+                "use another output, or --overwrite to discard them and start over"
+            )
+        if previous and overwrite:  # start over, whether or not the settings changed
             self.clear()
         record = {
             "fingerprint": fingerprint,

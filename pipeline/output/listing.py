@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 import fsspec
 import pyarrow.parquet as pq
 
+from pipeline.errors import InputError
 from pipeline.inputs.shards import Shard
 from pipeline.output.layout import LEDGER_DIR, ROW_ERRORS_KEY
 from pipeline.storage import join
@@ -69,6 +70,14 @@ def split_committed(
     for shard_id, _ in iter_committed(fs, root):
         waiting.discard(shard_id)
     return [shard for shard in shards if shard.id in waiting], len(shards) - len(waiting)
+
+
+def not_an_output(uri: str) -> InputError:
+    """What `status` and `preview` say of a path with nothing of a run in it."""
+    return InputError(
+        f"output {uri} holds no committed shards: not a shardscribe output, "
+        "or no shard has finished yet"
+    )
 
 
 def footer_counts(fs: fsspec.AbstractFileSystem, path: str) -> tuple[int, int]:

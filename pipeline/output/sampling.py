@@ -16,12 +16,12 @@ from PIL import Image
 
 from model.images import ImageDecodeError, decode_image
 from pipeline.config import InputSettings, StorageSettings
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError
 from pipeline.inputs.readers import ShardReadError, read_source_rows
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.output.commit import BASE_SCHEMA
 from pipeline.output.ledger import Ledger
-from pipeline.output.listing import committed_files, footer_counts
+from pipeline.output.listing import committed_files, footer_counts, not_an_output
 from pipeline.storage import open_filesystem
 
 LABEL_COLUMNS = ("score", "label_prob")
@@ -56,10 +56,7 @@ def preview_rows(
     fs, root = open_filesystem(output_uri, storage)
     files = committed_files(fs, root)
     if not files:
-        raise InputError(
-            f"output {output_uri} holds no committed shards: not a shardscribe output, "
-            "or no shard has finished yet"
-        )
+        raise not_an_output(output_uri)
     rows = sample_rows(fs, files, count, seed, errors_only)
     if rows:
         settings = recorded_input(Ledger(fs, root).read_run(), input_uri, output_uri)

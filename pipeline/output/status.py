@@ -8,16 +8,25 @@ from typing import Any
 
 from pipeline.config import StorageSettings
 from pipeline.output.ledger import Ledger
-from pipeline.output.listing import committed_files, footer_counts
+from pipeline.output.listing import committed_files, footer_counts, not_an_output
 from pipeline.storage import open_filesystem
+
+
+def _open_output(uri: str, storage: StorageSettings):
+    """(filesystem, root, ledger, run record, committed files); InputError when the path
+    holds neither a run record nor a committed shard."""
+    fs, root = open_filesystem(uri, storage)
+    ledger = Ledger(fs, root)
+    run = ledger.read_run()
+    files = committed_files(fs, root) if fs.exists(root) else {}
+    if run is None and not files:
+        raise not_an_output(uri)
+    return fs, root, ledger, run, files
 
 
 def output_status(uri: str, storage: StorageSettings) -> dict[str, Any]:
     """Shards total / committed / failed, rows and row errors, and each failed shard."""
-    fs, root = open_filesystem(uri, storage)
-    ledger = Ledger(fs, root)
-    run = ledger.read_run()
-    files = committed_files(fs, root)
+    fs, _, ledger, run, files = _open_output(uri, storage)
     with ThreadPoolExecutor(max_workers=16) as pool:
         counts = list(pool.map(lambda path: footer_counts(fs, path), files.values()))
     failures = [f for f in ledger.failures() if f.shard not in files]
@@ -47,9 +56,7 @@ def output_status(uri: str, storage: StorageSettings) -> dict[str, Any]:
 def failure_records(uri: str, storage: StorageSettings) -> list[dict[str, Any]]:
     """Every failed shard and every row error of a committed shard, one record each:
     kind (shard or row), shard, key, error_class, error, attempts."""
-    fs, root = open_filesystem(uri, storage)
-    ledger = Ledger(fs, root)
-    committed = committed_files(fs, root)
+    _, _, ledger, _, committed = _open_output(uri, storage)
     shards = [
         {
             "kind": "shard",
@@ -97,8 +104,8 @@ def format_status(status: dict[str, Any]) -> str:
 
 def run_history(uri: str, storage: StorageSettings) -> list[dict[str, Any]]:
     """Every run recorded in the output's ledger, oldest first."""
-    fs, root = open_filesystem(uri, storage)
-    return Ledger(fs, root).runs()
+    _, _, ledger, _, _ = _open_output(uri, storage)
+    return ledger.runs()
 
 
 def _utc(timestamp: float | None) -> str:

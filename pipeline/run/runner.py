@@ -22,7 +22,7 @@ from pipeline.output.listing import split_committed
 from pipeline.run.assembler import ShardAssembler
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress
-from pipeline.storage import open_filesystem
+from pipeline.storage import absolute_url, open_filesystem
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
         ledger = Ledger(lease.fs, lease.root)
         fingerprint = ledger.start_run(
             run_settings(config, identity),
-            config.input.uri,
+            absolute_url(config.input.uri),
             len(shards),
             config.output.overwrite,
         )

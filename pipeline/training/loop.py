@@ -28,7 +28,7 @@ from transformers import get_scheduler
 
 from model.metrics import ErrorCounts
 from pipeline.cluster import connect_ray, shared_cpu_threads
-from pipeline.storage import is_local, open_filesystem
+from pipeline.storage import absolute_url, is_local, open_filesystem
 from pipeline.training.build import build_model
 from pipeline.training.config import TrainConfig
 from pipeline.training.data import count_examples, examples_dataset, split_shards
@@ -95,7 +95,7 @@ def _absolute_local_paths(config: TrainConfig) -> TrainConfig:
     """Ray Train workers run in their own directory: a relative path must not reach them."""
 
     def absolute(uri: str | None) -> str | None:
-        return uri if uri is None or "://" in uri else str(Path(uri).resolve())
+        return None if uri is None else absolute_url(uri)
 
     return config.model_copy(
         update={

@@ -15,7 +15,38 @@ def test_config_typo_exits_2_naming_the_field(tmp_path, tiny_model):
     config.write_text(f"model: {{name: {tiny_model}}}\ngeneration: {{num_beam: 2}}\n")
     result = shardscribe("run", "--config", str(config), "--input", "x", "--output", "y")
     assert result.returncode == 2
-    assert "generation.num_beam: Extra inputs are not permitted" in result.stderr
+    assert (
+        "generation.num_beam: Extra inputs are not permitted; did you mean generation.num_beams?"
+        in result.stderr
+    )
+
+
+def test_a_flag_prefix_is_not_expanded_and_a_close_flag_is_named(tiny_model):
+    result = shardscribe(
+        "run", "--input", "x", "--output", "y", "--model", tiny_model, "--num-beam", "4"
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "shardscribe run: error: unrecognized arguments: --num-beam 4; did you mean --num-beams?"
+    )
+
+
+def test_bare_command_prints_the_help_and_version_prints_the_version():
+    bare = shardscribe()
+    assert bare.returncode == 0 and bare.stdout.startswith("usage: shardscribe")
+    assert "{run,status" not in bare.stdout and "COMMAND" in bare.stdout
+    version = shardscribe("--version")
+    assert (version.returncode, version.stdout) == (0, "shardscribe 0.1.0\n")
+
+
+def test_status_of_a_path_that_is_no_output_exits_2(tmp_path):
+    for command in (["status"], ["status", "--failures"], ["status", "--runs"]):
+        result = shardscribe(*command, str(tmp_path / "nothing-here"))
+        assert result.returncode == 2, result.stdout
+        assert (
+            f"output {tmp_path / 'nothing-here'} holds no committed shards: not a shardscribe "
+            "output, or no shard has finished yet" in result.stderr
+        )
 
 
 def test_bad_flag_value_exits_2_naming_it(tmp_path, tiny_model):

@@ -3,6 +3,7 @@ exact row counts, resume, fingerprint checks, row and shard errors."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pyarrow as pa
@@ -153,6 +154,25 @@ def test_other_settings_are_refused_unless_overwrite(webdataset_input, tiny_mode
         )
     )
     assert resumed.shards_skipped == 3
+
+
+def test_overwrite_with_unchanged_settings_redoes_every_shard(tiny_model, tmp_path):
+    write_tar(tmp_path / "in" / "a.tar", webdataset_members(sample_images(2)))
+    run_job(job_config(tmp_path / "in", tmp_path / "out", tiny_model))
+    (tmp_path / "out" / "a.parquet").write_bytes(b"stale")  # must not survive an overwrite
+    again = run_job(
+        job_config(tmp_path / "in", tmp_path / "out", tiny_model, output={"overwrite": True})
+    )
+    assert (again.shards_skipped, again.shards_committed) == (0, 1)
+    assert pq.read_table(tmp_path / "out" / "a.parquet").num_rows == 2
+
+
+def test_a_relative_input_is_recorded_as_an_absolute_path(tiny_model, tmp_path, monkeypatch):
+    write_tar(tmp_path / "in" / "a.tar", webdataset_members(sample_images(1)))
+    monkeypatch.chdir(tmp_path)
+    run_job(job_config("in", tmp_path / "out", tiny_model))
+    recorded = json.loads((tmp_path / "out" / "_shardscribe" / "run.json").read_text())
+    assert recorded["input"] == str(tmp_path / "in")
 
 
 def test_truncated_shard_fails_alone_and_is_reported(tiny_model, tmp_path):
