@@ -9,6 +9,10 @@ class InputError(ValueError):
     """The input cannot be listed or holds nothing to process (exit 2)."""
 
 
+class StorageAccessError(InputError):
+    """The store refuses the URL or cannot be reached; the message says what to set (exit 2)."""
+
+
 class OutputConflictError(RuntimeError):
     """The output holds results made with other settings (exit 2 unless --overwrite)."""
 

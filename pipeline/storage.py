@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.config import StorageSettings
+from pipeline.errors import StorageAccessError
 
 
 def storage_options(url: str, settings: StorageSettings) -> dict[str, Any]:
@@ -83,3 +86,42 @@ def absolute_url(uri: str) -> str:
     """A local path made absolute (what a ledger records, so that another directory
     finds it); URLs as they are."""
     return uri if "://" in uri else os.path.abspath(uri)
+
+
+def access_problem(url: str, error: BaseException) -> str | None:
+    """What a user must do about a store that refuses `url` or cannot be reached, in one
+    line; None for errors that are not about access."""
+    import botocore.exceptions as aws  # s3fs's dependency; imported only when S3 failed
+
+    if isinstance(error, aws.NoCredentialsError | aws.PartialCredentialsError):
+        return (
+            f"no credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or storage.access_key_id and storage.secret_access_key), or --anon for a "
+            "public bucket"
+        )
+    if isinstance(error, aws.EndpointConnectionError | aws.ConnectTimeoutError):
+        return (
+            f"cannot reach the object store of {url} ({error}): check AWS_ENDPOINT_URL or "
+            "--endpoint-url, and the network"
+        )
+    if isinstance(error, PermissionError):
+        return (
+            f"access to {url} denied ({error}): check AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or --anon for a public bucket) and the bucket's policy"
+        )
+    if isinstance(error, FileNotFoundError) and "bucket" in str(error).lower():
+        return f"{url}: {error}; check the bucket name"
+    return None
+
+
+@contextmanager
+def storage_access(url: str) -> Iterator[None]:
+    """Turn a refused or unreachable store into a StorageAccessError naming `url` and
+    what to set (exit 2), instead of a client library's traceback."""
+    try:
+        yield
+    except Exception as error:  # botocore's own errors derive from Exception alone
+        problem = access_problem(url, error)
+        if problem is None:
+            raise
+        raise StorageAccessError(problem) from None

@@ -13,6 +13,7 @@ import fsspec
 
 from pipeline.config import InputSettings
 from pipeline.errors import InputError
+from pipeline.storage import storage_access
 
 IMAGE_EXTENSIONS = frozenset(
     {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm", "pgm", "pbm"}
@@ -84,14 +85,15 @@ def _is_hidden(relative_path: str) -> bool:
 def list_input_files(fs: fsspec.AbstractFileSystem, root: str, uri: str) -> dict[str, str]:
     """{relative path: full path} of every visible file under root (or root itself)."""
     fs.invalidate_cache()  # another process may have written since we last listed
-    try:
-        if fs.isfile(root):
-            return {posixpath.basename(root): root}
-        found = fs.find(root, withdirs=False)
-    except FileNotFoundError:
-        found = []
-    except PermissionError as error:
-        raise InputError(f"input {uri} cannot be listed: permission denied ({error})") from None
+    with storage_access(uri):
+        try:
+            if fs.isfile(root):
+                return {posixpath.basename(root): root}
+            found = fs.find(root, withdirs=False)
+        except FileNotFoundError as error:
+            if "bucket" in str(error).lower():
+                raise
+            found = []
     prefix = root.rstrip("/") + "/"
     files = {path[len(prefix) :]: path for path in found if path.startswith(prefix)}
     if not found:

@@ -22,7 +22,7 @@ from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.output.commit import BASE_SCHEMA
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files, footer_counts, not_an_output
-from pipeline.storage import open_filesystem
+from pipeline.storage import open_filesystem, storage_access
 
 LABEL_COLUMNS = ("score", "label_prob")
 THUMBNAIL_SIDE = 256
@@ -54,7 +54,8 @@ def preview_rows(
     if count < 1:
         raise ConfigError(f"the sample size must be at least 1, not {count}")
     fs, root = open_filesystem(output_uri, storage)
-    files = committed_files(fs, root)
+    with storage_access(output_uri):
+        files = committed_files(fs, root)
     if not files:
         raise not_an_output(output_uri)
     rows = sample_rows(fs, files, count, seed, errors_only)

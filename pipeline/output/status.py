@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.config import StorageSettings
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files, footer_counts, not_an_output
-from pipeline.storage import open_filesystem
+from pipeline.storage import open_filesystem, storage_access
 
 
 def _open_output(uri: str, storage: StorageSettings):
@@ -17,8 +17,9 @@ def _open_output(uri: str, storage: StorageSettings):
     holds neither a run record nor a committed shard."""
     fs, root = open_filesystem(uri, storage)
     ledger = Ledger(fs, root)
-    run = ledger.read_run()
-    files = committed_files(fs, root) if fs.exists(root) else {}
+    with storage_access(uri):
+        run = ledger.read_run()
+        files = committed_files(fs, root) if fs.exists(root) else {}
     if run is None and not files:
         raise not_an_output(uri)
     return fs, root, ledger, run, files

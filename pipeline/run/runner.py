@@ -22,7 +22,7 @@ from pipeline.output.listing import split_committed
 from pipeline.run.assembler import ShardAssembler
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress
-from pipeline.storage import absolute_url, open_filesystem
+from pipeline.storage import absolute_url, open_filesystem, storage_access
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,8 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     )
     identity = check_model(config.model)
     lease = OutputLease(output_fs, output_root, config.output.lease_ttl_s)
-    lease.acquire()
+    with storage_access(config.output.uri):
+        lease.acquire()
     try:
         ledger = Ledger(lease.fs, lease.root)
         fingerprint = ledger.start_run(

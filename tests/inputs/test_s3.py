@@ -121,3 +121,40 @@ def test_missing_bucket_exits_2(bucket, tiny_model):
     )
     assert result.returncode == 2
     assert "input s3://no-such-bucket/x/ does not exist or is empty" in result.stderr
+
+
+def _env(tmp_path, **aws) -> dict[str, str]:
+    """The environment with only the given AWS variables (and no ~/.aws to fall back on)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return env | {"HOME": str(tmp_path), **aws}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("no credentials", "no credentials for s3://data/wds: set AWS_ACCESS_KEY_ID and "),
+        ("wrong keys", "access to s3://data/wds denied ("),
+        ("unreachable endpoint", "cannot reach the object store of s3://data/wds ("),
+    ],
+)
+def test_storage_access_problems_are_one_line_and_exit_2(
+    bucket, tiny_model, tmp_path, case, expected
+):
+    """run, status and preview alike: no traceback, exit 2, the URL and what to set."""
+    server, _ = bucket
+    aws = {"AWS_ENDPOINT_URL": server.endpoint_url}
+    if case == "wrong keys":
+        aws |= {"AWS_ACCESS_KEY_ID": "nobody", "AWS_SECRET_ACCESS_KEY": "wrong"}
+    if case == "unreachable endpoint":
+        aws = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x"}
+        aws |= {"AWS_SECRET_ACCESS_KEY": "y"}
+    commands = [
+        ["run", "--input", "s3://data/wds", "--output", str(tmp_path / "o"), "--model", tiny_model],
+        ["status", "s3://data/wds"],
+        ["preview", "s3://data/wds", "--out", str(tmp_path / "p")],
+    ]
+    for command in commands:
+        result = shardscribe(*command, env=_env(tmp_path, **aws), timeout=120)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr
+        assert expected in result.stderr.splitlines()[-1], (command, result.stderr[-2000:])
