@@ -214,10 +214,15 @@ def load_job_config(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.run.interrupts import RunInterrupted
     from pipeline.run.runner import run_job
 
     config = load_job_config(args.config, args, args.preset)
-    summary = run_job(config, retry_failed=args.retry_failed)
+    try:
+        summary = run_job(config, retry_failed=args.retry_failed)
+    except RunInterrupted as stopped:
+        log.error("%s", stopped)
+        return stopped.exit_code
     log.info("done: %s", summary.line())
     for shard, error in sorted(summary.failed.items()):
         log.error("failed shard %s: %s", shard, error)

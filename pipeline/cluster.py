@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 import ray
 from ray.data import DataContext
@@ -16,13 +18,21 @@ def connect_ray(address: str | None, dashboard: bool = False) -> None:
     controller through the state API, which the dashboard serves)."""
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
+        # ray.init makes SIGTERM exit the driver at once; keep the caller's handling.
+        sigterm = signal.getsignal(signal.SIGTERM) if _main_thread() else None
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
         else:
             ray.init(include_dashboard=dashboard, logging_level=logging.WARNING)
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
     context = DataContext.get_current()
     context.enable_progress_bars = False  # our own progress reporting replaces Ray's bars
     context.print_on_execution_start = False
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def shared_cpu_threads(consumers: int, keep_free: int = 0) -> int:

@@ -20,6 +20,7 @@ from pipeline.output.lease import OutputLease
 from pipeline.output.ledger import Ledger, new_run_id, run_settings
 from pipeline.output.listing import split_committed
 from pipeline.run.assembler import ShardAssembler
+from pipeline.run.interrupts import RunInterrupted, Stop, stop_on_signals
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress
 from pipeline.storage import absolute_url, open_filesystem, storage_access
@@ -166,8 +167,19 @@ def _backoff(config: JobConfig, attempt: int) -> float:
 def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
     """Run the job to the end. Shards that fail after their retries are recorded in the
     ledger and named in the summary; the others are committed. With `retry_failed`, only
-    the shards the ledger records as failed are processed."""
+    the shards the ledger records as failed are processed. SIGINT or SIGTERM stop it
+    cleanly with RunInterrupted (`pipeline.run.interrupts`)."""
     summary = RunSummary(config.output.uri)
+    with stop_on_signals():
+        try:
+            _run(config, retry_failed, summary)
+        except Stop as stop:
+            committed, pending = summary.shards_committed, summary.shards_new
+            raise RunInterrupted(stop.signum, committed, pending) from None
+    return summary
+
+
+def _run(config: JobConfig, retry_failed: bool, summary: RunSummary) -> None:
     start = time.monotonic()
     input_fs, input_root = open_filesystem(config.input.uri, config.storage)
     output_fs, output_root = open_filesystem(config.output.uri, config.storage)
@@ -195,7 +207,6 @@ def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
             ledger.record_run(summary.record(finished=True))
     finally:
         lease.release()
-    return summary
 
 
 def _run_shards(

@@ -4,7 +4,9 @@ and the output equals a clean run's exactly: nothing lost, nothing duplicated.""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,3 +178,32 @@ def test_killed_driver_then_rerun_gives_the_clean_output_exactly_once(
     print(f"rerun: {rerun.elapsed:.1f}s, {already_done} skipped; strays {result.strays or 'none'}")
     assert {n: i for n, i in _file_identities(output).items() if n in survivors} == survivors
     assert _failures(output) == clean.failures
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_stops_cleanly_and_a_rerun_completes_exactly_once(
+    clean: CleanRun, tmp_path: Path, signum: int, exit_code: int
+):
+    """Ctrl-C or SIGTERM after the first commit: exit 130 / 143 with one line saying how
+    far it got, no traceback, the lease released, no process of the run left; a plain
+    rerun then gives the clean run's rows exactly once."""
+    output = tmp_path / "out"
+    command = run_command(clean.input_dir, output, clean.model)
+    run = DriverRun(command)
+    assert run.wait_until(lambda: committed_count(output) >= 1, RUN_TIMEOUT_S), run.stderr()
+    run.process.send_signal(signum)
+    assert run.finish(RUN_TIMEOUT_S) == exit_code, run.stderr()[-3000:]
+    assert "Traceback" not in run.stderr()
+    last = run.stderr().strip().splitlines()[-1]
+    assert re.search(
+        rf"interrupted: (\d+) of {SHARDS} shards committed; rerun the same command to resume$",
+        last,
+    ), last
+    assert not (output / "_shardscribe" / "lease.json").exists()
+    deadline = time.monotonic() + 20  # Ray's own processes take a moment to go
+    while run_processes(run.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run_processes(run.process.pid) == {}
+    rerun = DriverRun(command)
+    assert rerun.finish(RUN_TIMEOUT_S) == 0, rerun.stderr()[-3000:]
+    assert compare(clean.rows, output).exact
