@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from jobs.flags import add_config_flags, overrides_from
-from model import ModelLoadError
+from model.errors import ModelLoadError
 from pipeline.config import (
     JobConfig,
     StorageSettings,

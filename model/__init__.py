@@ -1,22 +1,31 @@
-"""Load VisionEncoderDecoder models and turn images into text. Knows nothing of Ray or storage."""
+"""Load VisionEncoderDecoder models and turn images into text. Knows nothing of Ray or storage.
 
-from model.generation import TextGenerator, row_seed
-from model.images import ImageDecodeError, decode_image, pixel_arrays
-from model.loading import LoadedModel, ModelLoadError, check_model, load_model
-from model.settings import GenerationSettings, ModelSettings
-from model.tiny import build_tiny_model
+Names are imported on first use (PEP 562), so `import model.settings` or the CLI's
+`--help` does not pay for torch and transformers."""
 
-__all__ = [
-    "GenerationSettings",
-    "ImageDecodeError",
-    "LoadedModel",
-    "ModelLoadError",
-    "ModelSettings",
-    "TextGenerator",
-    "build_tiny_model",
-    "check_model",
-    "decode_image",
-    "load_model",
-    "pixel_arrays",
-    "row_seed",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "GenerationSettings": "model.settings",
+    "ModelSettings": "model.settings",
+    "ImageDecodeError": "model.images",
+    "decode_image": "model.images",
+    "pixel_arrays": "model.images",
+    "LoadedModel": "model.loading",
+    "check_model": "model.loading",
+    "load_model": "model.loading",
+    "ModelLoadError": "model.errors",
+    "TextGenerator": "model.generation",
+    "row_seed": "model.generation",
+    "build_tiny_model": "model.tiny",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

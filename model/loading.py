@@ -17,13 +17,10 @@ from transformers import (
     VisionEncoderDecoderModel,
 )
 
+from model.errors import ModelLoadError
 from model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The checkpoint, its processor or its tokenizer cannot be loaded or used."""
 
 
 @dataclass(frozen=True)

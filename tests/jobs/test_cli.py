@@ -138,3 +138,22 @@ def test_job_module_runs_with_its_preset_and_flags():
     )
     assert result.returncode == 2
     assert "generation.max_new_tokens: Input should be a valid integer" in result.stderr
+
+
+def test_help_and_status_do_not_import_torch_or_transformers(tmp_path):
+    """What makes `--help` and `status` answer in well under a second: neither imports the
+    model stack (it costs about 6 s on 2 cores)."""
+    probe = (
+        "import sys\n"
+        "from jobs.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('heavy:', sorted({'torch', 'transformers', 'ray'} & set(sys.modules)))\n"
+    )
+    for args in (["--help"], ["run", "--help"], ["status", str(tmp_path / "out")]):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60
+        )
+        assert result.stdout.splitlines()[-1] == "heavy: []", (args, result.stdout[-500:])
