@@ -16,6 +16,7 @@ def connect_ray(address: str | None, dashboard: bool = False) -> None:
     """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
     a local Ray when there is none, with the dashboard when asked (Ray Train watches its
     controller through the state API, which the dashboard serves)."""
+    _quiet_ray_notes()
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         # ray.init makes SIGTERM exit the driver at once; keep the caller's handling.
@@ -29,6 +30,21 @@ def connect_ray(address: str | None, dashboard: bool = False) -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False  # our own progress reporting replaces Ray's bars
     context.print_on_execution_start = False
+
+
+# Ray's notes that are about Ray, not about the run: "Progress bars disabled" (we draw our
+# own), "Dataset ... execution finished", "Token authentication is enabled". Ray's
+# warnings about real problems (resources, retries) keep their level.
+_NOTES = {
+    "ray.data._internal.progress": logging.ERROR,
+    "ray.data._internal.execution.streaming_executor": logging.WARNING,
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+}
+
+
+def _quiet_ray_notes() -> None:
+    for name, level in _NOTES.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _main_thread() -> bool:
