@@ -183,11 +183,13 @@ def run(args: argparse.Namespace) -> dict:
         readers = {"tesseract": (read_tesseract, lines, Path(scratch), args.cores)}
         if shutil.which("tesseract") is None:
             sys.exit("tesseract is not installed: run infra/install-fonts.sh (it installs it)")
-        for model in args.model:
-            readers[f"{model} bare"] = (read_bare, model, lines, args.batch_size, args.cores)
+        for given in args.model:
+            label, _, model = given.rpartition("=")
+            label = label or model
+            readers[f"{label} bare"] = (read_bare, model, lines, args.batch_size, args.cores)
             if not args.skip_pipeline:
                 work = Path(tempfile.mkdtemp(dir=scratch))
-                readers[f"{model} run"] = (read_pipeline, model, lines, work)
+                readers[f"{label} run"] = (read_pipeline, model, lines, work)
         for name, (read, *read_args) in readers.items():
             texts, seconds = timed(read, *read_args)
             results[name] = score(lines, texts) | {
@@ -219,7 +221,9 @@ def print_tables(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--model", action="append", help="model(s) to read with (default: the bundled one)"
+        "--model",
+        action="append",
+        help="model to read with, as PATH or LABEL=PATH; repeatable (default: the bundled one)",
     )
     parser.add_argument("--lines", type=int, default=240, help="texts (each clean and degraded)")
     parser.add_argument("--batch-size", type=int, default=32, help="bare generate batch")
