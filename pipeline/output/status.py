@@ -75,15 +75,19 @@ def failure_records(uri: str, storage: StorageSettings) -> list[dict[str, Any]]:
 
 
 def format_failures(records: list[dict[str, Any]]) -> str:
+    """One aligned line per record; each column as wide as its longest value."""
     if not records:
         return "no failures"
-    header = f"{'kind':5}  {'class':8}  {'attempts':8}  {'shard':24}  {'key':16}  error"
-    lines = [header]
-    for r in records:
-        lines.append(
-            f"{r['kind']:5}  {r['error_class']:8}  {r['attempts']:<8}  {r['shard']:24}  "
-            f"{r['key'] or '-':16}  {r['error']}"
-        )
+    columns = ("kind", "class", "attempts", "shard", "key")
+    rows = [
+        (r["kind"], r["error_class"], str(r["attempts"]), r["shard"], r["key"] or "-", r["error"])
+        for r in records
+    ]
+    widths = [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(columns)]
+    lines = []
+    for row in [(*columns, "error"), *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]))
     return "\n".join(lines)
 
 

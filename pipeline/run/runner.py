@@ -68,7 +68,8 @@ class RunSummary:
         return (
             f"{self.shards_committed} shards committed, {self.shards_skipped} already done, "
             f"{len(self.failed)} failed; {self.rows} rows, {self.row_errors} row errors; "
-            f"shard retries: {retries or 'none'}; {rate:.1f} images/s over {self.seconds:.1f}s"
+            f"shard retries: {retries or 'none'}; {rate:.1f} images/s over {self.seconds:.1f}s "
+            "(start-up included)"
         )
 
 

@@ -11,6 +11,7 @@ import pytest
 from model import check_model
 from pipeline.config import FREE_FIELDS, OUTPUT_FIELDS, JobConfig
 from pipeline.output.ledger import fingerprint_of, run_settings
+from pipeline.output.status import format_failures
 from tests.conftest import job_config
 
 
@@ -79,3 +80,17 @@ def test_outputs_made_before_labels_joined_the_fingerprint_keep_theirs(tiny_mode
     """Default labeling settings add nothing, so an older output's fingerprint matches."""
     config = job_config("in", "out", tiny_model)
     assert "label" not in run_settings(config, check_model(config.model))
+
+
+def test_the_failures_table_stays_aligned_with_long_keys():
+    records = [
+        {"kind": "shard", "error_class": "storage", "attempts": 3, "shard": "a/" * 30 + "x",
+         "key": None, "error": "storage: timed out"},
+        {"kind": "row", "error_class": "decode", "attempts": 1, "shard": "s",
+         "key": "k" * 40, "error": "decode: not an image"},
+    ]  # fmt: skip
+    lines = format_failures(records).splitlines()
+    starts = {
+        line.index(text) for line, text in zip(lines, ("error", "storage:", "decode:"), strict=True)
+    }
+    assert len(starts) == 1 and lines[2].split()[4] == "k" * 40
