@@ -63,6 +63,12 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"should be a positive integer (got {text!r})")
+    return int(text)
+
+
 def _unknown_arguments(unknown: list[str], parser: argparse.ArgumentParser) -> str:
     flags = [flag for action in parser._actions for flag in action.option_strings]
     message = f"unrecognized arguments: {' '.join(unknown)}"
@@ -93,6 +99,13 @@ def _parser() -> _Parser:
         "--retry-failed",
         action="store_true",
         help="process only the shards the ledger records as failed (same output and settings)",
+    )
+    run.add_argument(
+        "--max-shards",
+        type=_positive_int,
+        metavar="N",
+        help="process at most N of the shards not yet committed and leave the rest for the "
+        "next run (a quick trial on your data)",
     )
     add_config_flags(run)
     status = commands.add_parser("status", help="summarise an output")
@@ -219,7 +232,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_job_config(args.config, args, args.preset)
     try:
-        summary = run_job(config, retry_failed=args.retry_failed)
+        summary = run_job(config, retry_failed=args.retry_failed, max_shards=args.max_shards)
     except RunInterrupted as stopped:
         log.error("%s", stopped)
         return stopped.exit_code

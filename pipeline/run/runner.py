@@ -165,22 +165,39 @@ def _backoff(config: JobConfig, attempt: int) -> float:
     return min(config.retry.backoff_s * 2 ** (attempt - 1), config.retry.backoff_max_s)
 
 
-def run_job(config: JobConfig, retry_failed: bool = False) -> RunSummary:
+@dataclass(frozen=True)
+class ShardSelection:
+    """Which of the shards not yet committed a run takes."""
+
+    retry_failed: bool = False  # only those the ledger records as failed
+    max_shards: int | None = None  # at most this many, in shard order; the rest wait
+
+    def pick(self, pending: list[Shard], ledger: Ledger) -> list[Shard]:
+        if self.retry_failed:
+            failed = {failure.shard for failure in ledger.failures()}
+            pending = [shard for shard in pending if shard.id in failed]
+        return pending[: self.max_shards]
+
+
+def run_job(
+    config: JobConfig, retry_failed: bool = False, max_shards: int | None = None
+) -> RunSummary:
     """Run the job to the end. Shards that fail after their retries are recorded in the
     ledger and named in the summary; the others are committed. With `retry_failed`, only
-    the shards the ledger records as failed are processed. SIGINT or SIGTERM stop it
-    cleanly with RunInterrupted (`pipeline.run.interrupts`)."""
+    the shards the ledger records as failed are processed; with `max_shards`, at most that
+    many (a trial run). SIGINT or SIGTERM stop it cleanly with RunInterrupted
+    (`pipeline.run.interrupts`)."""
     summary = RunSummary(config.output.uri)
     with stop_on_signals():
         try:
-            _run(config, retry_failed, summary)
+            _run(config, ShardSelection(retry_failed, max_shards), summary)
         except Stop as stop:
             committed, pending = summary.shards_committed, summary.shards_new
             raise RunInterrupted(stop.signum, committed, pending) from None
     return summary
 
 
-def _run(config: JobConfig, retry_failed: bool, summary: RunSummary) -> None:
+def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary) -> None:
     start = time.monotonic()
     input_fs, input_root = open_filesystem(config.input.uri, config.storage)
     output_fs, output_root = open_filesystem(config.output.uri, config.storage)
@@ -202,7 +219,7 @@ def _run(config: JobConfig, retry_failed: bool, summary: RunSummary) -> None:
         )
         ledger.record_run(summary.record(finished=False))
         try:
-            _run_shards(config, shards, ledger, lease, fingerprint, retry_failed, summary)
+            _run_shards(config, shards, ledger, lease, fingerprint, selection, summary)
         finally:
             summary.seconds = time.monotonic() - start
             ledger.record_run(summary.record(finished=True))
@@ -216,13 +233,11 @@ def _run_shards(
     ledger: Ledger,
     lease: OutputLease,
     fingerprint: str,
-    retry_failed: bool,
+    selection: ShardSelection,
     summary: RunSummary,
 ) -> None:
     pending, summary.shards_skipped = split_committed(shards, lease.fs, lease.root)
-    if retry_failed:
-        failed = {failure.shard for failure in ledger.failures()}
-        pending = [shard for shard in pending if shard.id in failed]
+    pending = selection.pick(pending, ledger)
     summary.shards_total, summary.shards_new = len(shards), len(pending)
     log.info(
         "%d shards under %s, %d already committed",
@@ -231,7 +246,7 @@ def _run_shards(
         summary.shards_skipped,
     )
     if not pending:
-        what = "no failed shards to retry" if retry_failed else "nothing new to process"
+        what = "no failed shards to retry" if selection.retry_failed else "nothing new to process"
         log.info("%s: every shard under %s is committed", what, config.input.uri)
         return
     connect_ray(config.compute.ray_address)

@@ -167,6 +167,20 @@ def test_overwrite_with_unchanged_settings_redoes_every_shard(tiny_model, tmp_pa
     assert pq.read_table(tmp_path / "out" / "a.parquet").num_rows == 2
 
 
+def test_max_shards_takes_that_many_and_leaves_the_rest_for_the_next_run(tiny_model, tmp_path):
+    for name in ("a", "b", "c"):
+        write_tar(tmp_path / "in" / f"{name}.tar", webdataset_members(sample_images(1)))
+    config = job_config(tmp_path / "in", tmp_path / "out", tiny_model)
+    trial = run_job(config, max_shards=2)
+    assert (trial.shards_new, trial.shards_committed, trial.exit_code) == (2, 2, 0)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.parquet")) == [
+        "a.parquet",
+        "b.parquet",
+    ]
+    rest = run_job(config)
+    assert (rest.shards_skipped, rest.shards_committed) == (2, 1)
+
+
 def test_a_relative_input_is_recorded_as_an_absolute_path(tiny_model, tmp_path, monkeypatch):
     write_tar(tmp_path / "in" / "a.tar", webdataset_members(sample_images(1)))
     monkeypatch.chdir(tmp_path)
