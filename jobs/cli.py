@@ -88,7 +88,16 @@ def _parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"shardscribe {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.commands = commands.choices
-    run = commands.add_parser("run", help="process every shard not yet committed")
+    run = commands.add_parser(
+        "run",
+        help="process every shard not yet committed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  shardscribe run --input ./scans/ --output ./text/            # bundled OCR model\n"
+        "  shardscribe run --input s3://bucket/shards/ --output s3://bucket/ocr/ \\\n"
+        "      --model microsoft/trocr-base-printed --num-beams 4 --max-shards 2\n"
+        "  shardscribe run --preset caption --config job.yaml --input ./photos/ --output ./caps/",
+    )
     run.add_argument("--config", help="YAML job config; flags override its fields")
     run.add_argument(
         "--preset",
@@ -188,9 +197,13 @@ def _add_bench_parser(commands) -> None:
     bench.add_argument(
         "--images", type=int, default=512, help="images per mode (start-up amortises over them)"
     )
-    bench.add_argument("--batch-size", type=int, default=16)
-    bench.add_argument("--num-beams", type=int, default=1)
-    bench.add_argument("--max-new-tokens", type=int, default=32)
+    bench.add_argument(
+        "--batch-size", type=int, default=16, metavar="N", help="images per generate call"
+    )
+    bench.add_argument("--num-beams", type=int, default=1, metavar="N", help="beams (1: greedy)")
+    bench.add_argument(
+        "--max-new-tokens", type=int, default=32, metavar="N", help="tokens generated per image"
+    )
     bench.add_argument("--actors", type=int, default=1, help="generation actors (pipeline)")
     bench.add_argument(
         "--storage",

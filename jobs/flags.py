@@ -4,7 +4,7 @@ every config field has a flag."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -42,13 +42,34 @@ def add_config_flags(parser: argparse.ArgumentParser, schema: type[BaseModel] = 
         group = groups.setdefault(section, parser.add_argument_group(f"{section} settings"))
         dest = section if (section, name) in _SECTION_FLAGS else name
         flag = "--" + dest.replace("_", "-")
-        help_text = f"{field.description} [{section}.{name}]"
+        help_text = f"{field.description} [{section}.{name}; {_default_text(field)}]"
         if field.annotation in (bool, bool | None):
             group.add_argument(
                 flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         else:
-            group.add_argument(flag, dest=dest, default=None, metavar="VALUE", help=help_text)
+            metavar = _metavar(name, field.annotation)
+            group.add_argument(flag, dest=dest, default=None, metavar=metavar, help=help_text)
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "required, here or in --config"
+    default = field.get_default(call_default_factory=True)
+    return f"default: {default}" if default is not None else "default: unset"
+
+
+def _metavar(name: str, annotation: Any) -> str:
+    """What a value looks like: a URI, a number, one of a few words."""
+    choices = [a for a in get_args(annotation) if isinstance(a, str)]
+    if get_origin(annotation) is Literal:
+        return "{" + ",".join(map(str, get_args(annotation))) + "}"
+    if name == "uri" or name.endswith("_url"):
+        return "URI"
+    kinds = {get_origin(a) or a for a in (get_args(annotation) or (annotation,))}
+    if kinds & {int, float} and not choices:
+        return "N" if int in kinds else "X"
+    return "NAME"
 
 
 def overrides_from(args: argparse.Namespace, schema: type[BaseModel] = JobConfig) -> dict[str, Any]:

@@ -60,7 +60,8 @@ class OutputSettings(_Section):
     uri: str = Field(description="Where the Parquet files and the ledger go.", min_length=1)
     overwrite: bool = Field(
         default=False,
-        description="Start over when the output holds results made with other settings.",
+        description="Discard what the output holds (committed shards and ledger) and start "
+        "over, whether or not its settings differ.",
     )
     lease_ttl_s: float = Field(
         default=120.0,
