@@ -34,6 +34,7 @@ class ShardAssembler:
         if len(rows) < row["shard_rows"]:
             return None
         self.waiting.discard(shard)
+        self.first_row_at.pop(shard, None)  # complete: no longer in flight
         return list(self.rows.pop(shard).values())
 
     def fail(self, shard: str, failure: Failure) -> None:

@@ -32,7 +32,6 @@ class Progress:
         self.interval = log_interval_s
         self.last_log = self.start
         # Set by the runner: shards in flight unusually long, named in progress lines.
-        self.slow_shards: Callable[[], list[str]] = list
         interactive = sys.stderr.isatty() if interactive is None else interactive
         self.bar = (
             tqdm(total=shards_total, unit="shard", dynamic_ncols=True) if interactive else None
@@ -67,12 +66,13 @@ class Progress:
             self.bar.set_postfix(images=self.images, ips=f"{self.images_per_s:.1f}")
         self.tick()
 
-    def tick(self) -> None:
-        """Log a progress line if the interval has passed (non-terminal only)."""
+    def tick(self, slow_shards: Callable[[], list[str]] = list) -> None:
+        """Log a progress line if the interval has passed (non-terminal only), naming the
+        shards `slow_shards` gives."""
         now = time.monotonic()
         if self.bar is None and now - self.last_log >= self.interval:
             self.last_log = now
-            slow = self.slow_shards()
+            slow = slow_shards()
             suffix = f"; in flight unusually long: {', '.join(slow[:5])}" if slow else ""
             log.info("progress: %s%s", self.line(), suffix)
 

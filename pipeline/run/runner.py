@@ -83,6 +83,7 @@ class _Job:
         lease: OutputLease,
         fingerprint: str,
         summary: RunSummary,
+        progress: Progress,
     ):
         self.config = config
         self.ledger = ledger
@@ -90,7 +91,7 @@ class _Job:
         self.fingerprint = fingerprint
         self.summary = summary
         self.earlier_failures = {failure.shard for failure in ledger.failures()}
-        self.progress: Progress | None = None
+        self.progress = progress
         # A shard still incomplete this long after its first row is named in progress lines.
         self.slow_after_s = config.retry.shard_timeout_s / 4
         self.label_columns = label_columns(config.label, config.generation)
@@ -126,7 +127,6 @@ class _Job:
         (its no-progress guard), so a hung read, store or model cannot stall the run.
         """
         assembler = ShardAssembler({shard.id for shard in shards})
-        self.progress.slow_shards = lambda: assembler.slow_shards(self.slow_after_s)
         timeout_s = self.config.retry.shard_timeout_s
         dataset = build_plan(shards, self.config, resources)
         dataset.context.execution_no_progress_timeout_s = timeout_s
@@ -141,7 +141,7 @@ class _Job:
                     failure = assembler.failed.get(row["shard"])
                     if failure is not None and failure.kind is FailureClass.MODEL_LOAD:
                         raise ModelLoadError(failure.message)
-                self.progress.tick()
+                self.progress.tick(lambda: assembler.slow_shards(self.slow_after_s))
         except (OutputBusyError, ModelLoadError):
             raise
         except ExecutionTimeoutError:
@@ -250,13 +250,13 @@ def _run_shards(
         log.info("%s: every shard under %s is committed", what, config.input.uri)
         return
     connect_ray(config.compute.ray_address)
-    job = _Job(config, ledger, lease, fingerprint, summary)
+    progress = Progress(len(pending), config.progress.log_interval_s)
+    job = _Job(config, ledger, lease, fingerprint, summary, progress)
     _run_with_retries(job, pending, actor_resources(config.compute))
 
 
 def _run_with_retries(job: _Job, pending: list[Shard], resources: ActorResources) -> None:
     config = job.config
-    job.progress = Progress(len(pending), config.progress.log_interval_s)
     attempts: Counter[str] = Counter()
     try:
         while pending:
