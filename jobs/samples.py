@@ -52,8 +52,8 @@ def sample_lines(count: int, seed: int) -> list[str]:
     return lines
 
 
-def render_line(text: str, height: int = 32, font_size: int = 20) -> Image.Image:
-    """Black text on white, padded; width follows the text."""
+def render_line(text: str, height: int = 40, font_size: int = 28) -> Image.Image:
+    """Black text on white at an ordinary print size, padded; width follows the text."""
     font = ImageFont.load_default(size=font_size)
     left, top, right, bottom = font.getbbox(text)
     image = Image.new("RGB", (right - left + 16, height), "white")

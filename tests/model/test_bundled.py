@@ -15,7 +15,7 @@ from pipeline.config import validate_config
 from pipeline.errors import ConfigError
 from tests.support.cli import shardscribe
 
-# Measured on the demo's 24 lines: CER 0.8 % (one space too many in one line); the
+# Measured on the demo's 24 lines: CER 1.5 % (three lines with a letter or digit dropped); the
 # limit leaves room for float rounding elsewhere, never for a model that does not read.
 DEMO_CER_LIMIT = 0.05
 
@@ -27,7 +27,7 @@ def test_models_lists_the_bundled_model_with_its_card_and_figures():
     assert listed["name"] == DEFAULT_MODEL == bundled_models()[0].name
     assert listed["weights_mb"] <= 20
     assert listed["card"].endswith("printed-lines/README.md")
-    assert listed["evaluation"]["clean_greedy"]["lines"] == 500
+    assert listed["evaluation"]["clean_greedy"]["lines"] == 240
 
 
 def test_run_defaults_to_the_bundled_model_and_records_its_name(tmp_path):
