@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import fsspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model.bundled import DEFAULT_MODEL, resolve_model_name
@@ -143,17 +142,6 @@ class LabelSettings(BaseModel):
         "probability among the choices) and the whole distribution; nothing is generated, "
         "so generation settings other than the prompt do not apply.",
     )
-
-    @field_validator("choices", mode="before")
-    @classmethod
-    def _read_choices_file(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        try:
-            with fsspec.open(value, "rt", encoding="utf-8") as file:
-                return [line.strip() for line in file if line.strip()]
-        except OSError as error:
-            raise ValueError(f"cannot read the choices file {value!r}: {error}") from None
 
     @field_validator("choices")
     @classmethod

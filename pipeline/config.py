@@ -186,6 +186,29 @@ class JobConfig(_Section):
         default_factory=ProgressSettings, description="Progress reporting."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_choices_file(cls, data: Any) -> Any:
+        """label.choices given as a file (path or URL): its lines, read with the job's
+        storage settings (the model layer never reaches storage)."""
+        label = data.get("label") if isinstance(data, dict) else None
+        if not (isinstance(label, dict) and isinstance(label.get("choices"), str)):
+            return data
+        from pipeline.storage import open_filesystem  # it imports this module
+
+        path = label["choices"]
+        try:
+            fs, file = open_filesystem(
+                path, StorageSettings.model_validate(data.get("storage") or {})
+            )
+            lines = fs.cat_file(file).decode("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"label.choices: cannot read the choices file {path!r}: {error}"
+            ) from None
+        labels = [line.strip() for line in lines if line.strip()]
+        return {**data, "label": {**label, "choices": labels}}
+
     @model_validator(mode="after")
     def _consistent_labeling(self) -> JobConfig:
         returns = self.generation.num_return_sequences or 1
