@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pyarrow.parquet as pq
 import ray
 import torch
@@ -34,10 +33,10 @@ from jobs.samples import render_line, sample_lines
 from model import GenerationSettings, ModelSettings, TextGenerator, decode_image, load_model
 from model.images import pixel_arrays
 from model.tiny import SIZES, build_random_model
-from pipeline.config import JobConfig, validate_config
+from pipeline.config import JobConfig, StorageSettings, validate_config
 from pipeline.inputs.webdataset import tar_bytes
 from pipeline.run.runner import run_job
-from pipeline.storage import join
+from pipeline.storage import join, open_filesystem
 
 IMAGES_PER_SHARD = 16
 
@@ -65,9 +64,9 @@ def line_images(count: int, seed: int) -> list[bytes]:
     return images
 
 
-def write_shards(images: list[bytes], uri: str) -> None:
+def write_shards(images: list[bytes], uri: str, storage: StorageSettings) -> None:
     """WebDataset tars of `IMAGES_PER_SHARD` images each, under any fsspec URL."""
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = open_filesystem(uri, storage)
     fs.makedirs(root, exist_ok=True)
     for start in range(0, len(images), IMAGES_PER_SHARD):
         chunk = images[start : start + IMAGES_PER_SHARD]
@@ -117,7 +116,7 @@ def time_pipeline(config: JobConfig) -> PipelineTiming:
     seconds = time.time() - started
     if summary.failed:
         raise RuntimeError(f"the pipeline failed shards: {summary.failed}")
-    fs, root = fsspec.core.url_to_fs(config.output.uri)
+    fs, root = open_filesystem(config.output.uri, config.storage)
     texts, commits = {}, []
     for path in fs.glob(join(root, "*.parquet")):
         with fs.open(path, "rb") as handle:
@@ -162,8 +161,8 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
     local = settings.storage == "local"
     base = str(settings.workdir / run) if local else join(settings.storage, run)
     shards_uri = join(base, "shards")
-    write_shards(images, shards_uri)
     config = _job_config(settings, model, shards_uri, join(base, "output"))
+    write_shards(images, shards_uri, config.storage)
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
