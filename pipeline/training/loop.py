@@ -9,40 +9,31 @@ tokenizer at the output, plus `training.json` (settings, steps, evaluations).
 
 from __future__ import annotations
 
-import json
 import logging
-import posixpath
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pyarrow.fs
 import ray
 import ray.train
 import ray.train.torch
 import torch
 from transformers import get_scheduler
 
-from model.metrics import ErrorCounts
 from pipeline.cluster import connect_ray, shared_cpu_threads
-from pipeline.storage import absolute_url, is_local, open_filesystem
+from pipeline.storage import absolute_url
 from pipeline.training.build import build_model
+from pipeline.training.checkpoints import report, resume, run_config, save_model
 from pipeline.training.config import TrainConfig
 from pipeline.training.data import count_examples, examples_dataset, split_shards
+from pipeline.training.evaluation import evaluate
 from pipeline.training.objective import (
-    IGNORE_INDEX,
     OCRTrainingModule,
-    load_state,
-    recognise,
-    save_state,
     trim_labels,
 )
 
 log = logging.getLogger(__name__)
-SUMMARY_FILE = "training.json"
 
 
 class TrainingError(RuntimeError):
@@ -80,7 +71,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
             use_gpu=use_gpu,
             resources_per_worker={"CPU": config.compute.cpus_per_worker},
         ),
-        run_config=_run_config(config),
+        run_config=run_config(config),
         datasets=datasets,
     )
     try:
@@ -133,20 +124,6 @@ def _threads(config: TrainConfig) -> int:
     return shared_cpu_threads(config.compute.workers, keep_free=1)
 
 
-def _run_config(config: TrainConfig) -> ray.train.RunConfig:
-    """Checkpoints under `output.checkpoints()`: the last path part is the run's name, so
-    a rerun finds its snapshot there and resumes."""
-    fs, path = open_filesystem(config.output.checkpoints(), config.storage)
-    parent, name = posixpath.split(path.rstrip("/"))
-    filesystem = None if is_local(fs) else pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
-    return ray.train.RunConfig(
-        name=name,
-        storage_path=parent,
-        storage_filesystem=filesystem,
-        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.output.keep_checkpoints),
-    )
-
-
 @dataclass
 class _LossWindow:
     """Mean losses since the last log line."""
@@ -174,6 +151,16 @@ def _autocast(setting: str, device: torch.device):
     return torch.autocast("cuda", dtype=dtype), dtype
 
 
+def _optimizer_step(module, optimizer, scheduler, scaler, grad_clip: float) -> None:
+    """One optimizer step from the accumulated gradients: unscale (fp16), clip, step."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+
+
 def _train_loop(loop_config: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config: TrainConfig = loop_config["config"]
@@ -192,7 +179,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     scheduler = get_scheduler(
         settings.schedule, optimizer, settings.warmup_steps, num_training_steps=total_steps
     )
-    step = start_step = _resume(module, optimizer, scheduler)
+    step = start_step = resume(module, optimizer, scheduler)
     wrapped = ray.train.torch.prepare_model(module)
     device = ray.train.torch.get_device()
     autocast, amp_dtype = _autocast(settings.mixed_precision, device)
@@ -219,12 +206,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             micro += 1
             if micro % settings.grad_accumulation:
                 continue
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(module.parameters(), settings.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            _optimizer_step(module, optimizer, scheduler, scaler, settings.grad_clip)
             step += 1
             if step % config.evaluation.log_every_steps == 0:
                 _log_progress(step, total_steps, window, scheduler)
@@ -232,10 +214,10 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             if step % config.evaluation.every_steps == 0 or step == total_steps:
                 metrics = {"step": step}
                 if loop_config["shards"]["validation"]:
-                    metrics |= _evaluate(module, parts.tokenizer, config, device)
+                    metrics |= evaluate(module, parts.tokenizer, config, device)
                 history.append(metrics)
                 log.info("evaluation at step %d: %s", step, _format(metrics))
-                _report(metrics, module, optimizer, scheduler)
+                report(metrics, module, optimizer, scheduler)
                 wrapped.train()
             if step >= total_steps:
                 break
@@ -248,17 +230,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             "config": config.model_dump(mode="json", exclude={"storage"}),
             "evaluations": history,
         }
-        _save_model(parts, summary, config)
-
-
-def _resume(module: OCRTrainingModule, optimizer, scheduler) -> int:
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as directory:
-        step = load_state(Path(directory), module, optimizer, scheduler)
-    log.info("resumed from the checkpoint at step %d", step)
-    return step
+        save_model(parts, summary, config)
 
 
 def _log_progress(step: int, total: int, window: _LossWindow, scheduler) -> None:
@@ -281,80 +253,3 @@ def _format(metrics: dict[str, Any]) -> str:
     return " ".join(
         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
     )
-
-
-@torch.no_grad()
-def _evaluate(module: OCRTrainingModule, tokenizer, config: TrainConfig, device) -> dict:
-    """Cross-entropy and greedy (or beam) CER / WER on up to `max_rows` validation rows,
-    summed over the workers."""
-    context = ray.train.get_context()
-    shard = ray.train.get_dataset_shard("validation")
-    module.eval()
-    rows_each = -(-config.evaluation.max_rows // context.get_world_size())
-    counts, loss_sum, seen = ErrorCounts(), 0.0, 0
-    for batch in shard.iter_torch_batches(batch_size=config.training.batch_size, device=device):
-        pixels = batch["pixel_values"][: rows_each - seen]
-        labels = trim_labels(batch["labels"][: rows_each - seen])
-        _, ce, _ = module(pixels, labels)
-        loss_sum += float(ce) * len(labels)
-        predictions = recognise(
-            module.model,
-            tokenizer,
-            pixels,
-            config.evaluation.max_new_tokens,
-            config.evaluation.num_beams,
-        )
-        references = tokenizer.batch_decode(
-            labels.masked_fill(labels == IGNORE_INDEX, tokenizer.pad_token_id),
-            skip_special_tokens=True,
-        )
-        counts.add(predictions, references)
-        seen += len(labels)
-        if seen >= rows_each:
-            break
-    totals = _sum_over_workers(
-        [counts.char_edits, counts.chars, counts.word_edits, counts.words, counts.exact, seen],
-        device,
-    )
-    counts = ErrorCounts(*totals[:5], lines=totals[5])
-    val_loss = _sum_over_workers([loss_sum], device, dtype=torch.float64)[0]
-    return {
-        "val_loss": val_loss / max(counts.lines, 1),
-        "cer": counts.cer,
-        "wer": counts.wer,
-        "exact_match": counts.exact_match,
-        "val_rows": counts.lines,
-    }
-
-
-def _sum_over_workers(values: list, device, dtype=torch.int64) -> list:
-    tensor = torch.tensor(values, dtype=dtype, device=device)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(tensor)
-    return [v.item() for v in tensor]
-
-
-def _report(metrics: dict, module: OCRTrainingModule, optimizer, scheduler) -> None:
-    """Every worker reports; only rank 0 attaches the checkpoint (weights are in sync)."""
-    with tempfile.TemporaryDirectory() as directory:
-        checkpoint = None
-        if ray.train.get_context().get_world_rank() == 0:
-            save_state(Path(directory), module, optimizer, scheduler, metrics["step"])
-            checkpoint = ray.train.Checkpoint.from_directory(directory)
-        ray.train.report(metrics, checkpoint=checkpoint)
-
-
-def _save_model(parts, summary: dict, config: TrainConfig) -> None:
-    """save_pretrained of model, processor and tokenizer, then copy to the output URL."""
-    fs, root = open_filesystem(config.output.uri, config.storage)
-    # Targets were at most this long, so `run` needs no --max-new-tokens for this model.
-    parts.model.generation_config.max_new_tokens = config.model.max_target_tokens
-    with tempfile.TemporaryDirectory() as directory:
-        parts.model.save_pretrained(directory)
-        parts.image_processor.save_pretrained(directory)
-        parts.tokenizer.save_pretrained(directory)
-        (Path(directory) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        fs.makedirs(root, exist_ok=True)
-        for file in sorted(Path(directory).iterdir()):
-            fs.put_file(str(file), posixpath.join(root, file.name))
-    log.info("saved the trained model to %s", config.output.uri)
