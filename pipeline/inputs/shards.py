@@ -90,9 +90,7 @@ def list_input_files(fs: fsspec.AbstractFileSystem, root: str, uri: str) -> dict
             if fs.isfile(root):
                 return {posixpath.basename(root): root}
             found = fs.find(root, withdirs=False)
-        except FileNotFoundError as error:
-            if "bucket" in str(error).lower():
-                raise
+        except FileNotFoundError:  # no such path, or no such bucket
             found = []
     prefix = root.rstrip("/") + "/"
     files = {path[len(prefix) :]: path for path in found if path.startswith(prefix)}
