@@ -22,6 +22,7 @@ from model.loading import load_model
 from model.settings import ModelSettings
 from pipeline.training.objective import recognise
 from tests.support.cli import shardscribe
+from tests.support.soak import run_processes
 
 TINY = ["--encoder", "vit-line-tiny", "--decoder", "trocr-char-tiny"]
 # Settings measured to learn 16 short lines exactly with the tiny model in ~250 steps.
@@ -136,6 +137,11 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
         time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and the local Ray it started
     process.wait()
+    # Ray's workers leave the driver's process group: until they are gone too, one of them
+    # may still record a checkpoint.
+    deadline = time.monotonic() + 30
+    while run_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     killed_at = _latest_checkpoint_step(model / "checkpoints")
     assert not (model / "training.json").exists()
 
