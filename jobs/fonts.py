@@ -29,11 +29,12 @@ def _draws_latin(path: Path) -> bool:
     """Every probe letter has its own glyph (not the font's missing-glyph box)."""
     font = ImageFont.truetype(str(path), 24)
 
-    def bitmap(char: str) -> bytes:
+    def bitmap(char: str) -> tuple[tuple[int, int], bytes]:
         mask = font.getmask(char)
-        return bytes(mask) + bytes(mask.size)
+        return mask.size, bytes(mask)
 
-    return all(bitmap(char) != bitmap(_MISSING) for char in _PROBE)
+    missing = bitmap(_MISSING)
+    return all(bitmap(char) != missing for char in _PROBE)
 
 
 @cache
