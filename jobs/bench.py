@@ -29,7 +29,8 @@ import ray
 import torch
 import transformers
 
-from jobs.samples import render_line, sample_lines
+from jobs.render import draw_line
+from jobs.samples import sample_lines
 from model import GenerationSettings, ModelSettings, TextGenerator, decode_image, load_model
 from model.images import pixel_arrays
 from model.tiny import SIZES, build_random_model
@@ -59,7 +60,7 @@ def line_images(count: int, seed: int) -> list[bytes]:
     images = []
     for text in sample_lines(count, seed):
         buffer = io.BytesIO()
-        render_line(text).save(buffer, "PNG")
+        draw_line(text).save(buffer, "PNG")
         images.append(buffer.getvalue())
     return images
 

@@ -1,4 +1,4 @@
-"""Sample data: printed text lines rendered with Pillow's bundled font, as WebDataset tars."""
+"""Sample data: printed text lines rendered with Pillow's own font, as WebDataset tars."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
-
+from jobs.render import draw_line
 from pipeline.inputs.webdataset import write_tar
 
 WORDS = (
@@ -52,17 +51,6 @@ def sample_lines(count: int, seed: int) -> list[str]:
     return lines
 
 
-def render_line(text: str, height: int = 40, font_size: int = 28) -> Image.Image:
-    """Black text on white at an ordinary print size, padded; width follows the text."""
-    font = ImageFont.load_default(size=font_size)
-    left, top, right, bottom = font.getbbox(text)
-    image = Image.new("RGB", (right - left + 16, height), "white")
-    ImageDraw.Draw(image).text(
-        (8 - left, (height - (bottom - top)) // 2 - top), text, fill="black", font=font
-    )
-    return image
-
-
 def write_sample_shards(directory: Path, shards: int = 3, per_shard: int = 8, seed: int = 0):
     """WebDataset tars `lines-NNNN.tar`, each sample a .png line and its .txt/.json."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -73,7 +61,7 @@ def write_sample_shards(directory: Path, shards: int = 3, per_shard: int = 8, se
             text = lines[shard * per_shard + i]
             key = f"{shard:04d}-{i:04d}"
             png = io.BytesIO()
-            render_line(text).save(png, "PNG")
+            draw_line(text).save(png, "PNG")
             members += [
                 (f"{key}.png", png.getvalue()),
                 (f"{key}.txt", text.encode()),

@@ -20,9 +20,10 @@ from functools import partial
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageFilter, ImageFont
 
 from jobs.fonts import font_split, installed_families
+from jobs.render import draw_text
 from jobs.texts import WordSplit, training_line, word_list
 from pipeline.config import StorageSettings
 from pipeline.inputs.webdataset import write_tar
@@ -60,22 +61,18 @@ def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
 def render_text(text: str, font: ImageFont.FreeTypeFont, rng: random.Random) -> Image.Image:
     """Dark text on a light background (sometimes inverted, sometimes faded) with random
     margins. Greyscale; the width follows the text."""
-    left, top, right, bottom = font.getbbox(text)
     size = font.size
-    margins = [
+    margins = (
         rng.randint(1, max(2, size)),
         rng.randint(0, max(1, size // 3)),
         rng.randint(1, max(2, size)),
         rng.randint(0, max(1, size // 3)),
-    ]
-    canvas = (right - left + margins[0] + margins[2], bottom - top + margins[1] + margins[3])
+    )
     background = rng.randint(190, 255)
     ink = rng.randint(0, 70) if rng.random() < 0.8 else rng.randint(70, 140)  # faded ink
     if rng.random() < 0.05:
         background, ink = 255 - background, 255 - ink
-    image = Image.new("L", canvas, background)
-    ImageDraw.Draw(image).text((margins[0] - left, margins[1] - top), text, fill=ink, font=font)
-    return image
+    return draw_text(text, font, margins, background, ink)
 
 
 def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
