@@ -21,107 +21,27 @@ from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoTokenizer,
-    BaseImageProcessor,
-    DonutImageProcessor,
     PreTrainedTokenizerBase,
-    TrOCRConfig,
     TrOCRForCausalLM,
     VisionEncoderDecoderModel,
-    ViTConfig,
-    ViTImageProcessor,
     ViTModel,
 )
 
+from model.architectures import DECODERS, ENCODERS
 from model.bundled import resolve_model_name
-from model.char_tokenizer import BOS_ID, EOS_ID, PAD_ID, char_tokenizer
+from model.char_tokenizer import char_tokenizer
 from model.loading import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LineEncoder:
-    """A ViT over a text line cut into full-height columns: one frame per 4 pixels.
-
-    `keep_aspect`: the image processor scales a line to the input height keeping its
-    aspect ratio and pads it (a line too long for the width is scaled down to fit),
-    instead of stretching every line to the input size."""
-
-    width: int
-    layers: int
-    heads: int
-    image_size: tuple[int, int]
-    keep_aspect: bool = False
-
-    def image_processor(self) -> BaseImageProcessor:
-        height, width = self.image_size
-        size, mean_std = (
-            {"height": height, "width": width},
-            {"image_mean": [0.5] * 3, "image_std": [0.5] * 3},
-        )
-        if self.keep_aspect:
-            return DonutImageProcessor(
-                size=size, do_thumbnail=True, do_pad=True, do_align_long_axis=False, **mean_std
-            )
-        return ViTImageProcessor(size=size, **mean_std)
-
-    def config(self) -> ViTConfig:
-        return ViTConfig(
-            image_size=self.image_size,
-            patch_size=(self.image_size[0], 4),
-            hidden_size=self.width,
-            num_hidden_layers=self.layers,
-            num_attention_heads=self.heads,
-            intermediate_size=4 * self.width,
-        )
-
-
-@dataclass(frozen=True)
-class CharDecoder:
-    """A TrOCR decoder over the character tokenizer."""
-
-    width: int
-    layers: int
-    heads: int
-
-    def config(self, vocab_size: int) -> TrOCRConfig:
-        return TrOCRConfig(
-            vocab_size=vocab_size,
-            d_model=self.width,
-            decoder_layers=self.layers,
-            decoder_attention_heads=self.heads,
-            decoder_ffn_dim=4 * self.width,
-            max_position_embeddings=128,
-            pad_token_id=PAD_ID,
-            bos_token_id=BOS_ID,
-            eos_token_id=EOS_ID,
-        )
-
-
-BUILTIN_ENCODERS = {
-    "vit-line-tiny": LineEncoder(width=32, layers=1, heads=2, image_size=(32, 128)),
-    "vit-line-small": LineEncoder(width=192, layers=4, heads=4, image_size=(32, 320)),
-    # Lines of 1 to 100+ characters at their own aspect ratio: 256 frames, about 2.5 to 3.5
-    # per character of a 100-character line.
-    "vit-line-long": LineEncoder(
-        width=192, layers=4, heads=4, image_size=(32, 1024), keep_aspect=True
-    ),
-}
-BUILTIN_DECODERS = {
-    "trocr-char-tiny": CharDecoder(width=32, layers=1, heads=2),
-    "trocr-char-small": CharDecoder(width=192, layers=3, heads=4),
-}
-
-
 def _save_builtin_encoder(name: str, directory: Path) -> str:
-    ViTModel(BUILTIN_ENCODERS[name].config()).save_pretrained(directory)
+    ViTModel(ENCODERS[name].config()).save_pretrained(directory)
     return str(directory)
 
 
 def _save_builtin_decoder(name: str, directory: Path) -> str:
-    TrOCRForCausalLM(BUILTIN_DECODERS[name].config(len(char_tokenizer()))).save_pretrained(
-        directory
-    )
+    TrOCRForCausalLM(DECODERS[name].config(len(char_tokenizer()))).save_pretrained(directory)
     return str(directory)
 
 
@@ -131,7 +51,7 @@ def _load(what: str, name: str, loader: Any) -> Any:
     except Exception as error:  # transformers raises OSError, ValueError or KeyError here
         raise ModelLoadError(
             f"cannot load the {what} of {name!r}: {error}. Built-in encoders: "
-            f"{', '.join(BUILTIN_ENCODERS)}; built-in decoders: {', '.join(BUILTIN_DECODERS)}; "
+            f"{', '.join(ENCODERS)}; built-in decoders: {', '.join(DECODERS)}; "
             "else give a local checkpoint or a hub id available offline."
         ) from error
 
@@ -191,14 +111,12 @@ def load_processors_for(
     if not (encoder and decoder):
         raise ModelLoadError("give model.name (a checkpoint) or both encoder and decoder")
     processor = (
-        BUILTIN_ENCODERS[encoder].image_processor()
-        if encoder in BUILTIN_ENCODERS
+        ENCODERS[encoder].image_processor()
+        if encoder in ENCODERS
         else _load("image processor", encoder, AutoImageProcessor)
     )
     tokenizer = (
-        char_tokenizer()
-        if decoder in BUILTIN_DECODERS
-        else _load("tokenizer", decoder, AutoTokenizer)
+        char_tokenizer() if decoder in DECODERS else _load("tokenizer", decoder, AutoTokenizer)
     )
     return processor, tokenizer
 
@@ -217,9 +135,9 @@ def build_model(
         model = _load("model", resolve_model_name(checkpoint), VisionEncoderDecoderModel)
     else:
         with tempfile.TemporaryDirectory() as scratch:
-            if encoder in BUILTIN_ENCODERS:
+            if encoder in ENCODERS:
                 encoder = _save_builtin_encoder(encoder, Path(scratch) / "encoder")
-            if decoder in BUILTIN_DECODERS:
+            if decoder in DECODERS:
                 decoder = _save_builtin_decoder(decoder, Path(scratch) / "decoder")
             model = _pair(encoder, decoder)
     set_special_tokens(model, tokenizer)

@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from model import ModelLoadError
+from model.architectures import Encoder
 from pipeline.errors import OutputConflictError
 from pipeline.output.status import output_status
 from pipeline.run.runner import run_job
-from pipeline.training.build import LineEncoder, build_model
+from pipeline.training.build import build_model
 from tests.conftest import job_config
 from tests.support.data import (
     sample_images,
@@ -248,7 +249,7 @@ def test_a_line_too_wide_for_a_padding_model_is_a_row_error(tmp_path):
     parts = build_model(encoder="vit-line-tiny", decoder="trocr-char-tiny")
     parts.model.save_pretrained(model)
     parts.tokenizer.save_pretrained(model)
-    LineEncoder(32, 1, 2, (32, 128), keep_aspect=True).image_processor().save_pretrained(model)
+    Encoder(32, 1, 2, (32, 128), keep_aspect=True).image_processor().save_pretrained(model)
     images = {"fits": text_image("ok", 120, 20), "too-wide": text_image("long", 200, 20)}
     write_tar(tmp_path / "in" / "lines.tar", webdataset_members(images))
     summary = run_job(job_config(tmp_path / "in", tmp_path / "out", str(model)))

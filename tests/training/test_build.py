@@ -14,15 +14,10 @@ from transformers import (
     VisionEncoderDecoderModel,
 )
 
+from model.architectures import DECODERS, ENCODERS, Encoder
 from model.char_tokenizer import BOS_ID, EOS_ID, PAD_ID, char_tokenizer
 from model.loading import ModelLoadError
-from pipeline.training.build import (
-    BUILTIN_DECODERS,
-    BUILTIN_ENCODERS,
-    LineEncoder,
-    build_model,
-    copy_weights,
-)
+from pipeline.training.build import build_model, copy_weights
 from pipeline.training.objective import IGNORE_INDEX, encode_labels
 
 
@@ -81,7 +76,7 @@ def _white_with_black_square(width: int, height: int) -> Image.Image:
 def test_a_long_line_encoder_keeps_the_aspect_ratio_and_pads(tmp_path):
     """300x50 -> 192x32 (not stretched to 1024), centred on black padding; the saved
     processor, loaded by AutoImageProcessor, gives the same pixels."""
-    processor = BUILTIN_ENCODERS["vit-line-long"].image_processor()
+    processor = ENCODERS["vit-line-long"].image_processor()
     image = _white_with_black_square(300, 50)
     pixels = processor(images=[image], return_tensors="np")["pixel_values"][0, 0]
     assert pixels.shape == (32, 1024)
@@ -95,7 +90,7 @@ def test_a_long_line_encoder_keeps_the_aspect_ratio_and_pads(tmp_path):
 
 
 def test_a_line_wider_than_the_input_is_scaled_down_whole():
-    processor = BUILTIN_ENCODERS["vit-line-long"].image_processor()
+    processor = ENCODERS["vit-line-long"].image_processor()
     pixels = processor(images=[_white_with_black_square(3000, 60)], return_tensors="np")
     rows_with_content = (pixels["pixel_values"][0, 0] != -1).any(axis=1).sum()
     assert rows_with_content == 60 * 1024 // 3000  # 20 rows of 32: height follows the width
@@ -108,8 +103,8 @@ def test_warm_start_copies_what_fits_and_interpolates_the_position_table(tmp_pat
     old = build_model(encoder="vit-line-tiny", decoder="trocr-char-tiny")
     old.model.save_pretrained(tmp_path)
     old.tokenizer.save_pretrained(tmp_path)
-    wider = LineEncoder(width=32, layers=1, heads=2, image_size=(32, 256), keep_aspect=True)
-    decoder = BUILTIN_DECODERS["trocr-char-tiny"].config(len(char_tokenizer()) + 5)
+    wider = Encoder(width=32, layers=1, heads=2, image_size=(32, 256), keep_aspect=True)
+    decoder = DECODERS["trocr-char-tiny"].config(len(char_tokenizer()) + 5)
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(wider.config(), decoder)
     new = VisionEncoderDecoderModel(config)
     copied = copy_weights(new, str(tmp_path))
