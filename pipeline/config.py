@@ -25,11 +25,22 @@ from pipeline.errors import ConfigError
 ShardFormat = Literal["auto", "webdataset", "parquet", "images"]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: a YAML mapping whose unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class InputSettings(_Section):
+class ClusterSettings(Section):
+    """Where Ray runs; the base of a run's and a training's compute settings."""
+
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to join. Unset: RAY_ADDRESS, else a local Ray started for you.",
+    )
+
+
+class InputSettings(Section):
     uri: str = Field(
         description="Where the shards are: a local path or an fsspec URL (file://, s3://, gs://).",
         min_length=1,
@@ -56,7 +67,7 @@ class InputSettings(_Section):
     )
 
 
-class OutputSettings(_Section):
+class OutputSettings(Section):
     uri: str = Field(description="Where the Parquet files and the ledger go.", min_length=1)
     overwrite: bool = Field(
         default=False,
@@ -71,7 +82,7 @@ class OutputSettings(_Section):
     )
 
 
-class ComputeSettings(_Section):
+class ComputeSettings(ClusterSettings):
     actors: int | None = Field(
         default=None,
         ge=1,
@@ -101,10 +112,6 @@ class ComputeSettings(_Section):
         description="Images per generate() call. auto: sized by each actor from the memory "
         "one image's generate takes and the accelerator memory free (8 on CPU).",
     )
-    ray_address: str | None = Field(
-        default=None,
-        description="Ray cluster to join. Unset: RAY_ADDRESS, else a local Ray started for you.",
-    )
 
     @field_validator("batch_size", mode="wrap")
     @classmethod
@@ -116,7 +123,7 @@ class ComputeSettings(_Section):
             raise ValueError("should be a positive integer or 'auto'") from None
 
 
-class RetrySettings(_Section):
+class RetrySettings(Section):
     max_attempts: int = Field(default=3, ge=1, description="Tries per shard before it fails.")
     backoff_s: float = Field(
         default=2.0, ge=0, description="Wait before the 2nd try; doubles per try after that."
@@ -131,7 +138,7 @@ class RetrySettings(_Section):
     )
 
 
-class StorageSettings(_Section):
+class StorageSettings(Section):
     """Object store access. Unset fields fall back to the standard AWS variables."""
 
     endpoint_url: str | None = Field(
@@ -154,13 +161,13 @@ class StorageSettings(_Section):
     )
 
 
-class ProgressSettings(_Section):
+class ProgressSettings(Section):
     log_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between progress lines when not on a terminal."
     )
 
 
-class JobConfig(_Section):
+class JobConfig(Section):
     """Everything a run needs. YAML sections mirror these fields."""
 
     input: InputSettings = Field(description="Where the shards are and how to read them.")

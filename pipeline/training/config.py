@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config import InputSettings, StorageSettings, _Section
+from pipeline.config import ClusterSettings, InputSettings, Section, StorageSettings
 from pipeline.storage import join
 
 
@@ -25,7 +25,7 @@ class TrainInputSettings(InputSettings):
     )
 
 
-class TrainModelSettings(_Section):
+class TrainModelSettings(Section):
     name: str | None = Field(
         default=None, description="A VisionEncoderDecoder checkpoint (path or hub id) to fine-tune."
     )
@@ -59,7 +59,7 @@ class TrainModelSettings(_Section):
         return self
 
 
-class OptimisationSettings(_Section):
+class OptimisationSettings(Section):
     learning_rate: float = Field(default=5e-4, gt=0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
     schedule: Literal["cosine", "linear", "constant_with_warmup"] = Field(
@@ -89,7 +89,7 @@ class OptimisationSettings(_Section):
     seed: int = Field(default=0, description="Seeds weights, data order and the validation pick.")
 
 
-class EvaluationSettings(_Section):
+class EvaluationSettings(Section):
     every_steps: int = Field(
         default=500, ge=1, description="Evaluate and checkpoint every this many steps."
     )
@@ -99,7 +99,7 @@ class EvaluationSettings(_Section):
     log_every_steps: int = Field(default=50, ge=1, description="Steps between loss lines.")
 
 
-class TrainOutputSettings(_Section):
+class TrainOutputSettings(Section):
     uri: str = Field(
         description="Where the trained model goes (save_pretrained: model, image processor, "
         "tokenizer), a path or an fsspec URL; `shardscribe run --model` takes it as is.",
@@ -116,7 +116,7 @@ class TrainOutputSettings(_Section):
         return self.checkpoints_uri or join(self.uri, "checkpoints")
 
 
-class TrainComputeSettings(_Section):
+class TrainComputeSettings(ClusterSettings):
     workers: int = Field(default=1, ge=1, description="Ray Train workers (data parallel).")
     use_gpu: bool | None = Field(
         default=None, description="One GPU per worker. Unset: when the cluster has GPUs."
@@ -128,13 +128,9 @@ class TrainComputeSettings(_Section):
         description="Torch threads per worker on CPU. Unset: the cluster's CPUs shared out, "
         "less one for reading the data.",
     )
-    ray_address: str | None = Field(
-        default=None,
-        description="Ray cluster to join. Unset: RAY_ADDRESS, else a local Ray started for you.",
-    )
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Everything `shardscribe train` needs. YAML sections mirror these fields."""
 
     input: TrainInputSettings = Field(description="The image-text shards.")
