@@ -79,7 +79,7 @@ def _unknown_arguments(unknown: list[str], parser: argparse.ArgumentParser) -> s
     return message
 
 
-def _parser() -> _Parser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="shardscribe",
         description="Image shards -> VisionEncoderDecoder text -> Parquet.",
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

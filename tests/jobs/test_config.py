@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from jobs.cli import _parser, load_job_config, preset_names
+from jobs.cli import build_parser, load_job_config, preset_names
 from jobs.flags import flag_table
 from pipeline.config import JobConfig, validate_config
 from pipeline.errors import ConfigError
@@ -68,7 +68,7 @@ def test_flags_override_the_yaml_file(tmp_path):
         "input: {uri: s3://b/in}\noutput: {uri: s3://b/out}\nmodel: {name: m}\n"
         "generation: {num_beams: 4, max_new_tokens: 10}\n"
     )
-    args = _parser().parse_args(
+    args = build_parser().parse_args(
         ["run", "--config", str(path), "--num-beams", "2", "--do-sample", "--actors", "3"]
     )
     config = load_job_config(args.config, args)
@@ -90,7 +90,7 @@ def test_yaml_that_is_not_a_mapping_is_refused(tmp_path):
 def test_every_preset_validates_and_flags_override_it(preset, tmp_path):
     path = tmp_path / "job.yaml"
     path.write_text("generation: {max_new_tokens: 7}\n")
-    args = _parser().parse_args(
+    args = build_parser().parse_args(
         [
             "run",
             "--input",
@@ -116,5 +116,5 @@ def test_presets_for_ocr_caption_and_labeling_exist():
 def test_the_label_preset_takes_a_choices_file(tmp_path):
     (tmp_path / "labels.txt").write_text("cat\ndog\n")
     argv = ["run", "--input", "in", "--output", "out", "--choices", str(tmp_path / "labels.txt")]
-    config = load_job_config(None, _parser().parse_args(argv), "label")
+    config = load_job_config(None, build_parser().parse_args(argv), "label")
     assert config.label.choices == ("cat", "dog")

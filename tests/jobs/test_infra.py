@@ -18,7 +18,7 @@ import ray
 import transformers
 import yaml
 
-from jobs.cli import _parser, load_job_config
+from jobs.cli import build_parser, load_job_config
 from tests.support.raycluster import cluster_processes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,7 +93,9 @@ def test_entrypoints_run_modules_that_exist_with_flags_that_validate(path):
         assert command[:2] == ["python", "-m"], command
         module, flags = command[2], command[3:]
         assert importlib.util.find_spec(module) is not None, module
-        config = load_job_config(None, _parser().parse_args(["run", *flags]), JOB_PRESETS[module])
+        config = load_job_config(
+            None, build_parser().parse_args(["run", *flags]), JOB_PRESETS[module]
+        )
         assert config.input.uri.startswith("s3://") and config.output.uri.startswith("s3://")
 
 
