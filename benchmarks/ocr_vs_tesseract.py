@@ -24,24 +24,22 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 
+from benchmarks.harness import labelled, main, print_table, tesseract, timed
 from jobs.fonts import font_split, installed_families
+from jobs.render import draw_text
 from jobs.synth import degrade
 from jobs.texts import evaluation_paragraphs, fill_line, prose_line, structured_token, word_list
 from model.loading import load_model
@@ -74,12 +72,8 @@ def _text(rng: random.Random, length: int) -> str:
 
 
 def _render(text: str, path: str, size: int, rng: random.Random) -> Image.Image:
-    font = ImageFont.truetype(path, size)
-    left, top, right, bottom = font.getbbox(text)
     pad_x, pad_y = rng.randint(size // 4, size), rng.randint(size // 8, size // 3)
-    image = Image.new("L", (right - left + 2 * pad_x, bottom - top + 2 * pad_y), 255)
-    ImageDraw.Draw(image).text((pad_x - left, pad_y - top), text, fill=0, font=font)
-    return image
+    return draw_text(text, ImageFont.truetype(path, size), (pad_x, pad_y, pad_x, pad_y))
 
 
 def make_lines(count: int) -> list[Line]:
@@ -132,24 +126,12 @@ def read_pipeline(model: str, lines: list[Line], scratch: Path) -> list[str]:
     return [by_key[line.key] for line in lines]
 
 
-def _tesseract(path: Path) -> str:
-    result = subprocess.run(
-        ["tesseract", str(path), "stdout", "--psm", "7", "-l", "eng"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ | {"OMP_THREAD_LIMIT": "1"},
-    )
-    return result.stdout.strip()
-
-
 def read_tesseract(lines: list[Line], scratch: Path, cores: int) -> list[str]:
     paths = []
     for line in lines:
         paths.append(scratch / f"{line.key}.png")
         line.image.save(paths[-1])
-    with ThreadPoolExecutor(cores) as pool:
-        return list(pool.map(_tesseract, paths))
+    return [text.strip() for text in tesseract(paths, 7, cores)]
 
 
 def score(lines: list[Line], texts: list[str]) -> dict:
@@ -170,12 +152,6 @@ def score(lines: list[Line], texts: list[str]) -> dict:
     }
 
 
-def timed(read, *args) -> tuple[list[str], float]:
-    started = time.perf_counter()
-    texts = read(*args)
-    return texts, time.perf_counter() - started
-
-
 def run(args: argparse.Namespace) -> dict:
     lines = make_lines(args.lines)
     results = {}
@@ -184,8 +160,7 @@ def run(args: argparse.Namespace) -> dict:
         if shutil.which("tesseract") is None:
             sys.exit("tesseract is not installed: run infra/install-fonts.sh (it installs it)")
         for given in args.model:
-            label, _, model = given.rpartition("=")
-            label = label or model
+            label, model = labelled(given)
             readers[f"{label} bare"] = (read_bare, model, lines, args.batch_size, args.cores)
             if not args.skip_pipeline:
                 work = Path(tempfile.mkdtemp(dir=scratch))
@@ -201,45 +176,28 @@ def run(args: argparse.Namespace) -> dict:
 
 def print_tables(result: dict) -> None:
     readers = result["readers"]
-    names = list(readers)
     groups = list(next(iter(readers.values()))["groups"])
     print(f"{result['lines']} line images, {result['cores']} core(s); CER (exact lines)\n")
-    print("| lines | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 1) + "|")
-    for group in groups:
-        cells = [
-            f"{r['groups'][group]['cer']:.2%} ({r['groups'][group]['exact']:.0%})"
-            for r in readers.values()
-        ]
-        print(f"| {group} | " + " | ".join(cells) + " |")
-    speed = [f"{r['lines_per_s_per_core']}" for r in readers.values()]
-    loops = [str(r["longer_than_1.5x"]) for r in readers.values()]
-    print("| lines/s per core | " + " | ".join(speed) + " |")
-    print("| outputs > 1.5x reference | " + " | ".join(loops) + " |")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model",
-        action="append",
-        help="model to read with, as PATH or LABEL=PATH; repeatable (default: the bundled one)",
+    rows = [
+        (
+            group,
+            [
+                f"{r['groups'][group]['cer']:.2%} ({r['groups'][group]['exact']:.0%})"
+                for r in readers.values()
+            ],
+        )
+        for group in groups
+    ]
+    rows.append(("lines/s per core", [str(r["lines_per_s_per_core"]) for r in readers.values()]))
+    rows.append(
+        ("outputs > 1.5x reference", [str(r["longer_than_1.5x"]) for r in readers.values()])
     )
+    print_table("lines", list(readers), rows)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lines", type=int, default=240, help="texts (each clean and degraded)")
-    parser.add_argument("--batch-size", type=int, default=32, help="bare generate batch")
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
-    parser.add_argument(
-        "--skip-pipeline", action="store_true", help="no `shardscribe run` end to end"
-    )
-    parser.add_argument("--json", action="store_true", help="one JSON object")
-    args = parser.parse_args()
-    args.model = args.model or ["shardscribe/printed-lines"]
-    result = run(args)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_tables(result)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, _arguments, run, print_tables)

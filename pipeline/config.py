@@ -22,7 +22,9 @@ from model.images import DEFAULT_MAX_IMAGE_PIXELS
 from model.settings import GenerationSettings, LabelSettings, ModelSettings
 from pipeline.errors import ConfigError
 
-ShardFormat = Literal["auto", "webdataset", "parquet", "images"]
+ShardFormat = Literal["auto", "webdataset", "parquet", "images", "pdf"]
+SegmentMode = Literal["none", "lines"]
+TextLayerUse = Literal["ignore", "prefer"]
 
 
 class Section(BaseModel):
@@ -62,8 +64,22 @@ class InputSettings(Section):
     max_image_pixels: int | None = Field(
         default=DEFAULT_MAX_IMAGE_PIXELS,
         ge=1,
-        description="Images with more pixels become row errors (decompression-bomb guard); "
-        "null disables the guard.",
+        description="Images (and rendered PDF pages) with more pixels become row errors "
+        "(decompression-bomb guard); null disables the guard.",
+    )
+    segment: SegmentMode = Field(
+        default="none",
+        description="lines: split each image or page into its text lines (deskew, columns, "
+        "reading order), read each line, write one row per page with its text and line boxes. "
+        "For line models (TrOCR, the bundled one) on pages and PDFs.",
+    )
+    pdf_dpi: int = Field(
+        default=200, ge=36, le=1200, description="PDF: resolution pages are rendered at."
+    )
+    pdf_text_layer: TextLayerUse = Field(
+        default="ignore",
+        description="PDF: prefer takes a page's own text layer where it is usable and skips "
+        "OCR for that page (column text_source says which); ignore always reads the pixels.",
     )
 
 
@@ -221,6 +237,11 @@ class JobConfig(Section):
         returns = self.generation.num_return_sequences or 1
         beams = self.generation.num_beams
         generates = self.label.choices is None
+        if self.input.segment == "lines" and (not generates or returns > 1):
+            raise ValueError(
+                "input.segment=lines reads a page as many lines: it takes one text per line "
+                "(no label.choices, no generation.num_return_sequences > 1)"
+            )
         if generates and returns > 1 and not self.generation.do_sample and (beams or 1) < returns:
             raise ValueError(
                 f"generation.num_return_sequences={returns} needs generation.num_beams >= "
@@ -234,7 +255,16 @@ class JobConfig(Section):
 # changes one is refused unless --overwrite. The fields of FREE_FIELDS may change
 # between runs. Every field of JobConfig is in exactly one (tests/output/test_ledger.py).
 OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
-    "input": ("format", "image_column", "key_column", "images_per_shard", "max_image_pixels"),
+    "input": (
+        "format",
+        "image_column",
+        "key_column",
+        "images_per_shard",
+        "max_image_pixels",
+        "segment",
+        "pdf_dpi",
+        "pdf_text_layer",
+    ),
     "model": ("name", "revision", "dtype", "attn_implementation", "trust_remote_code"),
     "generation": (
         "max_new_tokens",
@@ -277,6 +307,10 @@ FREE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Page reading came after outputs existed: its fields join the fingerprint only when set.
+_PAGE_FIELDS = {"segment": "none", "pdf_dpi": 200, "pdf_text_layer": "ignore"}
+
+
 def output_settings(config: JobConfig) -> dict[str, Any]:
     """The values of OUTPUT_FIELDS, by section. `label` is left out while it asks for
     nothing, so outputs written before it was part of the fingerprint still match."""
@@ -286,6 +320,9 @@ def output_settings(config: JobConfig) -> dict[str, Any]:
     }
     if config.label == LabelSettings():
         del settings["label"]
+    for name, default in _PAGE_FIELDS.items():
+        if settings["input"][name] == default:
+            del settings["input"][name]
     return settings
 
 

@@ -1,4 +1,10 @@
-"""The few error types the pipeline raises, each mapped to an exit code by the CLI."""
+"""The few error types the pipeline raises: a shard's, recorded as its failure, and the
+run's, each mapped to an exit code by the CLI."""
+
+
+class ShardReadError(ValueError):
+    """The shard itself is unreadable (corrupt container, wrong schema): it fails with
+    class input, the run goes on."""
 
 
 class ConfigError(ValueError):

@@ -12,6 +12,7 @@ import posixpath
 import tarfile
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import fsspec
@@ -19,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.errors import ShardReadError
+from pipeline.inputs.pdf import PdfPages, page_key
 from pipeline.inputs.shards import IMAGE_EXTENSIONS, Shard
 
 SIDECAR_EXTENSIONS = ("json", "txt", "cls")
@@ -26,20 +29,28 @@ SIDECAR_EXTENSIONS = ("json", "txt", "cls")
 RESERVED_COLUMNS = frozenset({"shard", "key", "text", "error"})
 
 
-class ShardReadError(ValueError):
-    """The shard itself is unreadable (corrupt container, wrong schema)."""
-
-
 @dataclass
 class SourceRows:
+    """A shard's rows. `images` holds encoded bytes, or for PDFs the pages, rendered
+    when indexed (an unreadable page raises ImageDecodeError then)."""
+
     keys: list[str]
-    images: list[bytes | None]
+    images: Sequence[bytes | None] | PdfPages
     errors: list[str | None]
     passthrough: pa.Table | None = None
 
+    def close(self) -> None:
+        if isinstance(self.images, PdfPages):
+            self.images.close()
+
 
 def read_source_rows(fs: fsspec.AbstractFileSystem, shard: Shard, input_settings) -> SourceRows:
-    readers = {"webdataset": read_webdataset, "parquet": read_parquet, "images": read_images}
+    readers = {
+        "webdataset": read_webdataset,
+        "parquet": read_parquet,
+        "images": read_images,
+        "pdf": read_pdf,
+    }
     rows = readers[shard.format](fs, shard, input_settings)
     return _mark_duplicate_keys(rows)
 
@@ -187,3 +198,18 @@ def read_images(fs: fsspec.AbstractFileSystem, shard: Shard, _settings) -> Sourc
             images.append(data)
             errors.append(None)
     return SourceRows(keys, images, errors)
+
+
+def read_pdf(fs: fsspec.AbstractFileSystem, shard: Shard, settings) -> SourceRows:
+    """One row per page, keyed page-0001, ...; the page number is the column `page`."""
+    pages = PdfPages(
+        fs,
+        shard.paths[0],
+        settings.pdf_dpi,
+        settings.max_image_pixels,
+        prefer_text_layer=settings.pdf_text_layer == "prefer",
+    )
+    count = len(pages)
+    return SourceRows(
+        [page_key(i) for i in range(count)], pages, [None] * count, pages.passthrough()
+    )

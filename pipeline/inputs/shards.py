@@ -24,7 +24,7 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class Shard:
-    """One unit of work: a tar, a Parquet file, or a group of image files."""
+    """One unit of work: a tar, a Parquet file, a PDF, or a group of image files."""
 
     id: str
     format: str
@@ -55,7 +55,7 @@ def shard_id(relative_path: str) -> str:
     if not parts:
         raise InputError(f"shard path {relative_path!r} leaves no usable name")
     last = parts[-1]
-    for suffix in (*TAR_SUFFIXES, ".parquet"):
+    for suffix in (*TAR_SUFFIXES, ".parquet", ".pdf"):
         if last.lower().endswith(suffix) and len(last) > len(suffix):
             parts[-1] = last[: -len(suffix)]
             break
@@ -72,6 +72,8 @@ def _kind(path: str) -> str | None:
         return "webdataset"
     if lower.endswith(".parquet"):
         return "parquet"
+    if lower.endswith(".pdf"):
+        return "pdf"
     if _extension(path) in IMAGE_EXTENSIONS:
         return "images"
     return None
@@ -123,7 +125,7 @@ def discover_shards(
             found = ", ".join(f"{len(v)} {k}" for k, v in sorted(by_kind.items())) or "no shards"
             raise InputError(
                 f"input {settings.uri}: cannot pick a format automatically (found {found}); "
-                "set input.format (--format webdataset|parquet|images)"
+                "set input.format (--format webdataset|parquet|images|pdf)"
             )
         (fmt,) = by_kind
     if not by_kind.get(fmt):

@@ -10,7 +10,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.settings import GenerationSettings, LabelSettings
+from pipeline.config import JobConfig
 from pipeline.inputs.passthrough import decode_rows
 from pipeline.output.layout import (
     FINGERPRINT_KEY,
@@ -24,7 +24,7 @@ from pipeline.storage import write_atomically
 BASE_SCHEMA = pa.schema(
     [("shard", pa.string()), ("key", pa.string()), ("text", pa.string()), ("error", pa.string())]
 )
-# Labeling columns, after the base ones; which of them a job writes: `label_columns`.
+# Labeling columns, after the base ones; which of them a job writes: `output_columns`.
 LABEL_FIELDS = [
     pa.field("score", pa.float64()),
     pa.field("candidates", pa.list_(pa.struct([("text", pa.string()), ("score", pa.float64())]))),
@@ -33,22 +33,42 @@ LABEL_FIELDS = [
 ]
 
 
-def label_columns(label: LabelSettings, generation: GenerationSettings) -> list[str]:
-    """The labeling columns a job's output has, in schema order."""
+TEXT_SOURCE_FIELD = pa.field("text_source", pa.string())  # pdf (its text layer) or ocr
+
+
+def lines_field(score: bool) -> pa.Field:
+    """A page's lines in reading order: box in the page's pixels, text, and the line's
+    score when the job scores."""
+    box = [(name, pa.int32()) for name in ("x0", "y0", "x1", "y1")]
+    scored = [("score", pa.float64())] if score else []
+    return pa.field("lines", pa.list_(pa.struct([*box, ("text", pa.string()), *scored])))
+
+
+def output_columns(config: JobConfig) -> list[str]:
+    """The columns a job's output has after the base ones, in schema order: labeling,
+    then page reading."""
+    label, generation = config.label, config.generation
     if label.choices is not None:
-        return ["score", "label_prob", "choices"]
-    several = (generation.num_return_sequences or 1) > 1
-    return ["score"] * (label.score or several) + ["candidates"] * several
+        columns = ["score", "label_prob", "choices"]
+    else:
+        several = (generation.num_return_sequences or 1) > 1
+        columns = ["score"] * (label.score or several) + ["candidates"] * several
+    columns += ["lines"] * (config.input.segment == "lines")
+    return columns + ["text_source"] * (config.input.pdf_text_layer == "prefer")
 
 
 def build_table(
     rows: list[dict[str, Any]], fingerprint: str, extra_columns: Sequence[str] = ()
 ) -> pa.Table:
-    """The shard's output rows in input order: the base columns, the labeling columns in
-    `extra_columns`, then the input's passthrough columns."""
+    """The shard's output rows in input order: the base columns, the labeling and page
+    columns in `extra_columns`, then the input's passthrough columns."""
     rows = sorted(rows, key=lambda row: row["index"])
+    page_fields = [lines_field("score" in extra_columns), TEXT_SOURCE_FIELD]
     schema = pa.schema(
-        [*BASE_SCHEMA, *(field for field in LABEL_FIELDS if field.name in extra_columns)]
+        [
+            *BASE_SCHEMA,
+            *(field for field in [*LABEL_FIELDS, *page_fields] if field.name in extra_columns),
+        ]
     )
     table = pa.Table.from_pylist(
         [{name: row[name] for name in schema.names} for row in rows], schema=schema

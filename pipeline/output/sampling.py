@@ -16,8 +16,8 @@ from PIL import Image
 
 from model.images import ImageDecodeError, decode_image
 from pipeline.config import InputSettings, StorageSettings
-from pipeline.errors import ConfigError
-from pipeline.inputs.readers import ShardReadError, read_source_rows
+from pipeline.errors import ConfigError, ShardReadError
+from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.output.commit import BASE_SCHEMA
 from pipeline.output.ledger import Ledger

@@ -11,7 +11,8 @@ from ray.data import ActorPoolStrategy, Dataset
 from pipeline.cluster import shared_cpu_threads
 from pipeline.config import ComputeSettings, JobConfig
 from pipeline.inputs.shards import Shard
-from pipeline.run.stages import GenerationStage, read_and_preprocess
+from pipeline.run.reading import read_and_preprocess
+from pipeline.run.stages import GenerationStage
 
 log = logging.getLogger(__name__)
 AUTO_CHUNK_ROWS = 64  # rows per block between the CPU tasks and the actors, batch size auto

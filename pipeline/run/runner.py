@@ -15,7 +15,7 @@ from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
 from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.shards import Shard, discover_shards
-from pipeline.output.commit import commit_shard, label_columns
+from pipeline.output.commit import commit_shard, output_columns
 from pipeline.output.lease import OutputLease
 from pipeline.output.ledger import Ledger, new_run_id, run_settings
 from pipeline.output.listing import split_committed
@@ -94,7 +94,7 @@ class _Job:
         self.progress = progress
         # A shard still incomplete this long after its first row is named in progress lines.
         self.slow_after_s = config.retry.shard_timeout_s / 4
-        self.label_columns = label_columns(config.label, config.generation)
+        self.output_columns = output_columns(config)
 
     def commit(self, shard_id: str, rows: list[dict]) -> None:
         self.lease.check()
@@ -111,7 +111,7 @@ class _Job:
             shard_id,
             rows,
             self.fingerprint,
-            self.label_columns,
+            self.output_columns,
         )
         self.summary.shards_committed += 1
         self.summary.rows += table.num_rows

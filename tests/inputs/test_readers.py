@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import InputSettings
+from pipeline.errors import ShardReadError
 from pipeline.inputs.passthrough import decode_rows, encode_rows
-from pipeline.inputs.readers import ShardReadError, read_source_rows
+from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import Shard
 from tests.support.data import sample_images, webdataset_members, write_parquet, write_tar
 

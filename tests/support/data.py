@@ -80,3 +80,27 @@ def write_image_folder(root: Path, images: dict[str, bytes]) -> Path:
         (root / f"{key}.png").parent.mkdir(parents=True, exist_ok=True)
         (root / f"{key}.png").write_bytes(data)
     return root
+
+
+def write_pdf(
+    path: Path,
+    pages: list[str],
+    size_pt: tuple[float, float] = (595.0, 842.0),
+    user_password: str | None = None,
+) -> Path:
+    """A PDF written by fpdf2 (Helvetica, so every page has a text layer): one page per
+    text, lines split at newlines; encrypted when a user password is given."""
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt", format=size_pt)
+    pdf.set_margins(50, 50)
+    pdf.set_font("helvetica", size=14)
+    for text in pages:
+        pdf.add_page()
+        for line in text.splitlines():
+            pdf.cell(0, 24, line, new_x="LMARGIN", new_y="NEXT")
+    if user_password is not None:
+        pdf.set_encryption(owner_password="owner", user_password=user_password)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path

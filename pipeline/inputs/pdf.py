@@ -1,0 +1,153 @@
+"""PDF shards: one file is one shard, each page one row, rendered with pdfium
+(pypdfium2) one page at a time, when its row is reached.
+
+A page is an image to read, or, when asked to prefer it and it is usable, the text
+the PDF already holds (its text layer), with the boxes pdfium gives its text runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import fsspec
+import pyarrow as pa
+import pypdf
+import pypdfium2 as pdfium
+from PIL import Image
+
+from model.images import ImageDecodeError
+from pipeline.errors import ShardReadError
+
+POINTS_PER_INCH = 72
+logging.getLogger("pypdf").setLevel(logging.ERROR)  # its notes on damaged files: ours say it
+
+
+def page_key(index: int) -> str:
+    """The row key of the page at 0-based `index`: page-0001, page-0002, ..."""
+    return f"page-{index + 1:04d}"
+
+
+@dataclass(frozen=True)
+class TextLayer:
+    """A page's own text, and its text runs as (x0, y0, x1, y1) boxes in the pixels the
+    page renders to, with their text, top to bottom."""
+
+    text: str
+    runs: list[tuple[tuple[int, int, int, int], str]]
+
+
+class PdfPages(Sequence):
+    """The pages of one PDF, opened from storage; `pages[i]` renders page i (or returns
+    its text layer) when asked, so a long PDF is never held whole. Errors opening the
+    file are the shard's (ShardReadError); a page's are its row's (ImageDecodeError)."""
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        dpi: int,
+        max_pixels: int | None,
+        prefer_text_layer: bool,
+    ):
+        self.dpi, self.max_pixels, self.prefer_text_layer = dpi, max_pixels, prefer_text_layer
+        self._file = fs.open(path, "rb")
+        self._document: pdfium.PdfDocument | None = None
+        try:
+            self._document = pdfium.PdfDocument(self._file)
+        except pdfium.PdfiumError:
+            problem = _problem(self._file)
+            self._file.close()
+            if problem is not None:  # else a valid PDF without pages: no rows
+                raise ShardReadError(f"cannot open the PDF: {problem}") from None
+
+    def __len__(self) -> int:
+        return len(self._document) if self._document is not None else 0
+
+    def close(self) -> None:
+        if self._document is not None:
+            self._document.close()
+        self._file.close()
+
+    def passthrough(self) -> pa.Table:
+        """The `page` column: 1-based page numbers."""
+        return pa.table({"page": pa.array(range(1, len(self) + 1), pa.int32())})
+
+    def __getitem__(self, index: int) -> Image.Image | TextLayer:  # type: ignore[override]
+        if self._document is None:
+            raise IndexError(index)
+        try:
+            page = self._document[index]
+        except pdfium.PdfiumError as error:
+            raise ImageDecodeError(f"cannot load PDF page {index + 1}: {error}") from None
+        try:
+            if self.prefer_text_layer:
+                layer = _text_layer(page, self.dpi / POINTS_PER_INCH)
+                if layer is not None:
+                    return layer
+            return self._render(page, index)
+        finally:
+            page.close()
+
+    def _render(self, page: pdfium.PdfPage, index: int) -> Image.Image:
+        scale = self.dpi / POINTS_PER_INCH
+        width, height = (round(side * scale) for side in page.get_size())
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            raise ImageDecodeError(
+                f"page {index + 1} at {self.dpi} dpi is {width}x{height} px, over "
+                f"input.max_image_pixels ({self.max_pixels}); lower input.pdf_dpi"
+            )
+        try:
+            return page.render(scale=scale, grayscale=True).to_pil().convert("RGB")
+        except pdfium.PdfiumError as error:
+            raise ImageDecodeError(f"cannot render PDF page {index + 1}: {error}") from None
+
+
+def _problem(file: BinaryIO) -> str | None:
+    """Why pdfium refused the file, or None for a valid PDF without pages (which pdfium
+    refuses too). pdfium's error code is process-wide and may be left over from another
+    file, so pypdf reads the file again to tell."""
+    file.seek(0)
+    try:
+        reader = pypdf.PdfReader(file)
+        if reader.is_encrypted:
+            return "it is encrypted and needs a password"
+        if len(reader.pages) == 0:
+            return None
+        reason = "pdfium cannot load it"
+    except Exception as error:  # pypdf raises many types for damaged files
+        reason = f"{type(error).__name__}: {error}"
+    return f"not a readable PDF ({reason})"
+
+
+def _text_layer(page: pdfium.PdfPage, scale: float) -> TextLayer | None:
+    """The page's text layer when it is usable: some letters or digits, and at most one
+    character in ten unprintable (a text layer of unmapped glyphs reads as garbage)."""
+    textpage = page.get_textpage()
+    try:
+        text = textpage.get_text_range().replace("\r\n", "\n").strip()
+        printable = [c for c in text if not c.isspace()]
+        if not any(c.isalnum() for c in printable):
+            return None
+        unprintable = sum(c == "\ufffd" or unicodedata.category(c)[0] == "C" for c in printable)
+        if unprintable * 10 > len(printable):
+            return None
+        height = page.get_height()
+        runs = []
+        for i in range(textpage.count_rects()):
+            left, bottom, right, top = textpage.get_rect(i)
+            run_text = textpage.get_text_bounded(left, bottom, right, top).strip()
+            if run_text:
+                box = (
+                    round(left * scale),
+                    round((height - top) * scale),
+                    round(right * scale),
+                    round((height - bottom) * scale),
+                )
+                runs.append((box, run_text))
+        return TextLayer(text, runs)
+    finally:
+        textpage.close()

@@ -1,0 +1,179 @@
+"""The CPU task of a run, one per shard: read the shard's items, split pages into text
+lines when asked, decode and preprocess, and yield the rows in chunks, so pixels stream
+out instead of piling up for a whole shard (or a whole PDF)."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+from ray.data.extensions import ArrowTensorArray
+
+from model.images import (
+    ImageDecodeError,
+    check_fits,
+    decode_image,
+    max_aspect_ratio,
+    pixel_arrays,
+    to_rgb,
+)
+from model.loading import load_processors
+from model.settings import ModelSettings
+from pipeline.config import InputSettings, StorageSettings
+from pipeline.errors import ShardReadError
+from pipeline.failures import Failure, FailureClass
+from pipeline.inputs.passthrough import encode_rows
+from pipeline.inputs.pdf import TextLayer
+from pipeline.inputs.readers import read_source_rows
+from pipeline.inputs.segmentation import segment_lines
+from pipeline.inputs.shards import Shard
+from pipeline.run.rows import COMMON_FIELDS, item_row, marker_row, needs_model, row_error
+from pipeline.storage import is_retryable, open_filesystem
+
+_TRANSPORT_SCHEMA = pa.schema(COMMON_FIELDS)
+
+
+def read_and_preprocess(
+    items: pa.Table,
+    input_settings: InputSettings,
+    storage: StorageSettings,
+    model_settings: ModelSettings,
+    chunk_rows: int,
+) -> Iterator[pa.Table]:
+    """Ray CPU task: each shard's rows in blocks of `chunk_rows`, with pixel values."""
+    for item in items.to_pylist():
+        rows = read_rows(Shard.from_item(item), input_settings, storage)
+        if input_settings.segment == "lines":
+            limit = max_aspect_ratio(_image_processor(model_settings))
+            rows = line_rows(rows, limit, input_settings.max_image_pixels)
+        while chunk := list(itertools.islice(rows, chunk_rows)):
+            yield preprocess(chunk, model_settings, input_settings.max_image_pixels)
+
+
+def read_rows(
+    shard: Shard, input_settings: InputSettings, storage: StorageSettings
+) -> Iterator[dict[str, Any]]:
+    """One row per item, its `image` the encoded bytes, a PDF page as rendered, or the
+    page's text layer; a shard that cannot be read is one marker row with its failure."""
+    try:
+        fs, _ = open_filesystem(input_settings.uri, storage)
+        source = read_source_rows(fs, shard, input_settings)
+    except ShardReadError as error:
+        yield marker_row(shard.id, Failure(FailureClass.INPUT, str(error)))
+        return
+    except Exception as error:  # storage or anything else: classify, never lose the shard
+        kind = FailureClass.STORAGE if isinstance(error, OSError) else FailureClass.READ
+        message = f"{type(error).__name__}: {error}"
+        yield marker_row(shard.id, Failure(kind, message, is_retryable(error)))
+        return
+    try:
+        count = len(source.keys)
+        if not count:
+            yield marker_row(shard.id)
+            return
+        passthrough = encode_rows(source.passthrough, count)
+        for i, key in enumerate(source.keys):
+            row = item_row(shard.id, key, i, count, passthrough[i])
+            if source.errors[i] is not None:
+                yield row | row_error(FailureClass.INPUT, source.errors[i])
+                continue
+            try:
+                row["image"] = source.images[i]  # a PDF page is rendered here
+            except ImageDecodeError as error:
+                row |= row_error(FailureClass.DECODE, str(error))
+            if isinstance(row["image"], TextLayer):
+                row["given_text"] = row["image"].text
+            yield row
+    finally:
+        source.close()
+
+
+def line_rows(
+    rows: Iterable[dict[str, Any]], max_aspect: float | None, max_pixels: int | None
+) -> Iterator[dict[str, Any]]:
+    """Each page's rows as one row per text line (`part` of `parts`, with its box and
+    crop), widest last so that lines of like length share a generate call; a page with
+    no lines is one row of `parts` 0. A text layer's runs come as lines with their text."""
+    for row in rows:
+        source = row["image"]
+        if isinstance(source, TextLayer):
+            runs = [{"box": list(box), "given_text": text} for box, text in source.runs]
+            yield from _parts(row, runs or [{"given_text": source.text}])
+            continue
+        if not needs_model(row):
+            yield row
+            continue
+        try:
+            page = source if isinstance(source, Image.Image) else decode_image(source, max_pixels)
+            lines = segment_lines(page, max_aspect)
+        except ImageDecodeError as error:
+            yield row | row_error(FailureClass.DECODE, str(error)) | {"image": None}
+            continue
+        except Exception as error:  # OpenCV on a page it cannot handle: the page's error
+            message = f"cannot find the text lines: {type(error).__name__}: {error}"
+            yield row | row_error(FailureClass.DECODE, message) | {"image": None}
+            continue
+        parts = [
+            {"box": list(line.box), "continues": line.continues, "image": line.crop}
+            for line in lines
+        ]
+        yield from sorted(_parts(row, parts), key=_aspect)
+
+
+def _parts(row: dict[str, Any], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not parts:
+        return [row | {"parts": 0, "image": None}]
+    return [
+        row | {"part": i, "parts": len(parts), "image": None} | part for i, part in enumerate(parts)
+    ]
+
+
+def _aspect(row: dict[str, Any]) -> float:
+    image = row["image"]
+    return image.width / image.height if isinstance(image, Image.Image) else 0.0
+
+
+@functools.lru_cache(maxsize=4)
+def _image_processor(settings: ModelSettings) -> Any:
+    image_processor, _ = load_processors(settings)
+    return image_processor
+
+
+@functools.lru_cache(maxsize=4)
+def _blank_pixels(settings: ModelSettings) -> np.ndarray:
+    """Placeholder pixels for rows without an image, shaped like the model's input."""
+    return np.zeros_like(pixel_arrays([Image.new("RGB", (1, 1))], _image_processor(settings))[0])
+
+
+def preprocess(
+    rows: list[dict[str, Any]], model_settings: ModelSettings, max_image_pixels: int | None
+) -> pa.Table:
+    """Decode image bytes and run the image processor on the rows the model reads. A bad
+    image becomes a row error ('decode: ...'); rows without an image get placeholder
+    pixels."""
+    processor = _image_processor(model_settings)
+    pictures: dict[int, Image.Image] = {}
+    for i, row in enumerate(rows):
+        if not needs_model(row):
+            continue
+        image = row["image"]
+        try:
+            if not isinstance(image, Image.Image):
+                image = decode_image(image, max_image_pixels)
+            if image.mode != "RGB":  # line crops are greyscale
+                image = to_rgb(image)
+            check_fits(image, processor)
+        except ImageDecodeError as error:
+            rows[i] = row | row_error(FailureClass.DECODE, str(error))
+            continue
+        pictures[i] = image
+    pixels = np.repeat(_blank_pixels(model_settings)[None], len(rows), axis=0)
+    if pictures:
+        pixels[list(pictures)] = pixel_arrays(list(pictures.values()), processor)
+    table = pa.Table.from_pylist(rows, schema=_TRANSPORT_SCHEMA)
+    return table.append_column("pixel_values", ArrowTensorArray.from_numpy(pixels))
