@@ -29,6 +29,7 @@ from pipeline.errors import ConfigError, InputError, OutputBusyError, OutputConf
 from pipeline.training.config import TrainConfig
 
 log = logging.getLogger("shardscribe")
+summary_log = logging.getLogger("shardscribe.summary")  # shown even with --quiet
 PRESETS = Path(__file__).parent / "presets"
 
 
@@ -61,6 +62,41 @@ class _Parser(argparse.ArgumentParser):
             command = commands.get(getattr(parsed, "command", None), self)
             command.error(_unknown_arguments(unknown, command))
         return parsed
+
+
+def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const="verbose",
+        default="normal",
+        help="also Ray's and transformers' own notes",
+    )
+    noise.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const="quiet",
+        help="only errors and the final summary",
+    )
+
+
+def _configure_output(verbosity: str) -> None:
+    """shardscribe's lines at INFO (WARNING when quiet). Unless verbose, transformers'
+    notes are left out (a torchvision notice on every image processor, in the actors
+    too, which inherit the environment); real failures still reach the user as
+    exceptions and shardscribe's errors. Ray's are chosen in `pipeline.cluster`."""
+    logging.basicConfig(
+        level=logging.WARNING if verbosity == "quiet" else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    summary_log.setLevel(logging.INFO)
+    if verbosity != "verbose":
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _positive_int(text: str) -> int:
@@ -116,6 +152,7 @@ def build_parser() -> _Parser:
         help="process at most N of the shards not yet committed and leave the rest for the "
         "next run (a quick trial on your data)",
     )
+    _add_verbosity_flags(run)
     add_config_flags(run)
     status = commands.add_parser("status", help="summarise an output")
     status.add_argument("output_uri")
@@ -245,11 +282,16 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_job_config(args.config, args, args.preset)
     try:
-        summary = run_job(config, retry_failed=args.retry_failed, max_shards=args.max_shards)
+        summary = run_job(
+            config,
+            retry_failed=args.retry_failed,
+            max_shards=args.max_shards,
+            verbose=args.verbosity == "verbose",
+        )
     except RunInterrupted as stopped:
         log.error("%s", stopped)
         return stopped.exit_code
-    log.info("done: %s", summary.line())
+    summary_log.info("done: %s", summary.line())
     for shard, error in sorted(summary.failed.items()):
         log.error("failed shard %s: %s", shard, error)
     return summary.exit_code
@@ -378,9 +420,9 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
         # notes; both settings are read when Ray is imported, which happens below.
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_output(getattr(args, "verbosity", "normal"))
     if args.command is None:
         parser.print_help()
         return 0

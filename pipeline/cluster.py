@@ -12,19 +12,22 @@ import ray
 from ray.data import DataContext
 
 
-def connect_ray(address: str | None, dashboard: bool = False) -> None:
+def connect_ray(address: str | None, dashboard: bool = False, verbose: bool = False) -> None:
     """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
     a local Ray when there is none, with the dashboard when asked (Ray Train watches its
-    controller through the state API, which the dashboard serves)."""
-    _quiet_ray_notes()
+    controller through the state API, which the dashboard serves). Ray's own notes are
+    left out unless `verbose`."""
+    level = logging.INFO if verbose else logging.WARNING
+    if not verbose:
+        _quiet_ray_notes()
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         # ray.init makes SIGTERM exit the driver at once; keep the caller's handling.
         sigterm = signal.getsignal(signal.SIGTERM) if _main_thread() else None
         if address:
-            ray.init(address=address, logging_level=logging.WARNING)
+            ray.init(address=address, logging_level=level)
         else:
-            ray.init(include_dashboard=dashboard, logging_level=logging.WARNING)
+            ray.init(include_dashboard=dashboard, logging_level=level)
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
     context = DataContext.get_current()

@@ -17,7 +17,7 @@ from PIL import Image
 from model.images import ImageDecodeError, decode_image
 from pipeline.config import InputSettings, StorageSettings
 from pipeline.errors import ConfigError, ShardReadError
-from pipeline.inputs.readers import read_source_rows
+from pipeline.inputs.readers import SourceRows, read_source_rows
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.output.commit import BASE_SCHEMA
 from pipeline.output.ledger import Ledger
@@ -25,7 +25,10 @@ from pipeline.output.listing import committed_files, footer_counts, not_an_outpu
 from pipeline.storage import open_filesystem, storage_access
 
 LABEL_COLUMNS = ("score", "label_prob")
+# A reference text the input carried: a WebDataset .txt sidecar, a Parquet column `text`.
+REFERENCE_COLUMNS = ("txt", "input_text")
 THUMBNAIL_SIDE = 256
+PAGE_SIDE = 900  # pages are shown large enough to read their line boxes
 FOOTER_READERS = 16
 
 
@@ -37,7 +40,10 @@ class SampledRow:
     error: str | None
     score: float | None = None
     label_prob: float | None = None
+    lines: list[dict] | None = None  # a page's lines: box in page pixels, text
+    reference: str | None = None  # the text the input says the image holds
     thumbnail: Image.Image | None = None
+    image_size: tuple[int, int] | None = None  # the input image's, which boxes refer to
     missing_image: str | None = None  # why there is no thumbnail
 
 
@@ -133,18 +139,25 @@ def _read_sample(
     errors = table.column("error").to_pylist()
     candidates = [i for i, error in enumerate(errors) if error is not None or not errors_only]
     chosen = sorted(random.Random(seed).sample(candidates, min(quota, len(candidates))))
-    return [SampledRow(**row) for row in table.take(chosen).to_pylist()]
+    reference = next((name for name in REFERENCE_COLUMNS if name in table.column_names), None)
+    rows = []
+    for row in table.take(chosen).to_pylist():
+        given = row.pop(reference) if reference else None
+        rows.append(SampledRow(**row, reference=given))
+    return rows
 
 
 def _shown_columns(schema: pa.Schema) -> list[str]:
-    """The base columns and the labeling ones present; a passthrough column that happens to
-    be called `score` is not a float, so it is left out."""
-    labels = [
-        name
-        for name in LABEL_COLUMNS
-        if name in schema.names and pa.types.is_floating(schema.field(name).type)
-    ]
-    return [*BASE_SCHEMA.names, *labels]
+    """The base columns, the labeling ones present, a page's lines and the reference text;
+    a passthrough column that happens to share a name but not the type is left out."""
+
+    def typed(name: str, check) -> bool:
+        return name in schema.names and check(schema.field(name).type)
+
+    labels = [name for name in LABEL_COLUMNS if typed(name, pa.types.is_floating)]
+    lines = ["lines"] if typed("lines", pa.types.is_list) else []
+    reference = [name for name in REFERENCE_COLUMNS if typed(name, pa.types.is_string)][:1]
+    return [*BASE_SCHEMA.names, *labels, *lines, *reference]
 
 
 def recorded_input(run: dict | None, input_uri: str | None, output_uri: str) -> InputSettings:
@@ -163,44 +176,58 @@ def attach_thumbnails(
     shards: list[Shard],
     settings: InputSettings,
 ) -> None:
-    """Give each row a thumbnail of its input image, reading each input shard once."""
+    """Give each row a thumbnail of its input image (a page: larger, to show its lines),
+    reading each input shard once and only the images sampled (a PDF renders only the
+    sampled pages, and renders them even where a text layer was used)."""
+    settings = settings.model_copy(update={"pdf_text_layer": "ignore"})
     shards_by_id = {shard.id: shard for shard in shards}
     by_shard: dict[str, list[SampledRow]] = defaultdict(list)
     for row in rows:
         by_shard[row.shard].append(row)
     for shard_id, shard_rows in by_shard.items():
-        images = _shard_images(fs, shards_by_id.get(shard_id), settings)
-        for row in shard_rows:
-            if isinstance(images, str):
-                found = images
-            else:
-                found = images.get(row.key, "key not found in the input shard")
-            row.thumbnail, row.missing_image = _thumbnail(found, settings.max_image_pixels)
+        source = _shard_source(fs, shards_by_id.get(shard_id), settings)
+        if isinstance(source, str):
+            for row in shard_rows:
+                row.missing_image = source
+            continue
+        try:
+            positions = {key: i for i, key in enumerate(source.keys)}
+            for row in shard_rows:
+                _attach(row, source, positions.get(row.key), settings.max_image_pixels)
+        finally:
+            source.close()
 
 
-def _shard_images(
+def _shard_source(
     fs: fsspec.AbstractFileSystem, shard: Shard | None, settings: InputSettings
-) -> dict[str, bytes | str] | str:
-    """{key: image bytes, or why there are none}, or why the whole shard has none (its
-    rows still get cards)."""
+) -> SourceRows | str:
+    """The input shard's rows, or why the whole shard has none (its rows still get cards)."""
     if shard is None:
         return f"input shard not found under {settings.uri}"
     try:
-        source = read_source_rows(fs, shard, settings)
+        return read_source_rows(fs, shard, settings)
     except (ShardReadError, OSError) as error:
         return f"cannot read the input shard: {error}"
-    return {
-        key: image if image else (error or "no image bytes")
-        for key, image, error in zip(source.keys, source.images, source.errors, strict=True)
-    }
 
 
-def _thumbnail(found: bytes | str, max_pixels: int | None) -> tuple[Image.Image | None, str | None]:
-    if isinstance(found, str):
-        return None, found
+def _attach(row: SampledRow, source: SourceRows, position: int | None, max_pixels) -> None:
+    if position is None:
+        row.missing_image = "key not found in the input shard"
+        return
+    if source.errors[position] is not None:
+        row.missing_image = source.errors[position]
+        return
     try:
-        image = decode_image(found, max_pixels)
+        image = source.images[position]
+        if not isinstance(image, Image.Image):
+            if not image:
+                row.missing_image = "no image bytes"
+                return
+            image = decode_image(image, max_pixels)
     except ImageDecodeError as error:
-        return None, str(error)
-    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    return image, None
+        row.missing_image = str(error)
+        return
+    row.image_size = image.size
+    side = PAGE_SIDE if row.lines is not None else THUMBNAIL_SIDE
+    image.thumbnail((side, side))
+    row.thumbnail = image

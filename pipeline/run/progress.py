@@ -48,7 +48,7 @@ class Progress:
         return (
             f"{self.shards_done}/{self.shards_total} shards committed, "
             f"{self.shards_failed} failed, {self.images} images, "
-            f"{self.images_per_s:.1f} images/s, elapsed {_duration(elapsed)}, eta {eta}"
+            f"{rate_text(self.images_per_s)} images/s, elapsed {_duration(elapsed)}, eta {eta}"
         )
 
     def shard_committed(self, images: int) -> None:
@@ -79,3 +79,8 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def rate_text(per_s: float) -> str:
+    """A rate with one decimal, or two significant digits below 1/s (pages read slowly)."""
+    return f"{per_s:.1f}" if per_s >= 1 or per_s == 0 else f"{per_s:.2g}"

@@ -22,7 +22,7 @@ from pipeline.output.listing import split_committed
 from pipeline.run.assembler import ShardAssembler
 from pipeline.run.interrupts import RunInterrupted, Stop, stop_on_signals
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
-from pipeline.run.progress import Progress
+from pipeline.run.progress import Progress, rate_text
 from pipeline.storage import absolute_url, open_filesystem, storage_access
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ class RunSummary:
         return (
             f"{self.shards_committed} shards committed, {self.shards_skipped} already done, "
             f"{len(self.failed)} failed; {self.rows} rows, {self.row_errors} row errors; "
-            f"shard retries: {retries or 'none'}; {rate:.1f} images/s over {self.seconds:.1f}s "
-            "(start-up included)"
+            f"shard retries: {retries or 'none'}; {rate_text(rate)} images/s over "
+            f"{self.seconds:.1f}s (start-up included)"
         )
 
 
@@ -180,24 +180,27 @@ class ShardSelection:
 
 
 def run_job(
-    config: JobConfig, retry_failed: bool = False, max_shards: int | None = None
+    config: JobConfig,
+    retry_failed: bool = False,
+    max_shards: int | None = None,
+    verbose: bool = False,
 ) -> RunSummary:
     """Run the job to the end. Shards that fail after their retries are recorded in the
     ledger and named in the summary; the others are committed. With `retry_failed`, only
     the shards the ledger records as failed are processed; with `max_shards`, at most that
     many (a trial run). SIGINT or SIGTERM stop it cleanly with RunInterrupted
-    (`pipeline.run.interrupts`)."""
+    (`pipeline.run.interrupts`). `verbose`: Ray's own notes too."""
     summary = RunSummary(config.output.uri)
     with stop_on_signals():
         try:
-            _run(config, ShardSelection(retry_failed, max_shards), summary)
+            _run(config, ShardSelection(retry_failed, max_shards), summary, verbose)
         except Stop as stop:
             committed, pending = summary.shards_committed, summary.shards_new
             raise RunInterrupted(stop.signum, committed, pending) from None
     return summary
 
 
-def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary) -> None:
+def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary, verbose: bool) -> None:
     start = time.monotonic()
     input_fs, input_root = open_filesystem(config.input.uri, config.storage)
     output_fs, output_root = open_filesystem(config.output.uri, config.storage)
@@ -219,7 +222,7 @@ def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary) -> N
         )
         ledger.record_run(summary.record(finished=False))
         try:
-            _run_shards(config, shards, ledger, lease, fingerprint, selection, summary)
+            _run_shards(config, shards, ledger, lease, fingerprint, selection, summary, verbose)
         finally:
             summary.seconds = time.monotonic() - start
             ledger.record_run(summary.record(finished=True))
@@ -235,6 +238,7 @@ def _run_shards(
     fingerprint: str,
     selection: ShardSelection,
     summary: RunSummary,
+    verbose: bool,
 ) -> None:
     pending, summary.shards_skipped = split_committed(shards, lease.fs, lease.root)
     pending = selection.pick(pending, ledger)
@@ -249,7 +253,7 @@ def _run_shards(
         what = "no failed shards to retry" if selection.retry_failed else "nothing new to process"
         log.info("%s: every shard under %s is committed", what, config.input.uri)
         return
-    connect_ray(config.compute.ray_address)
+    connect_ray(config.compute.ray_address, verbose=verbose)
     progress = Progress(len(pending), config.progress.log_interval_s)
     job = _Job(config, ledger, lease, fingerprint, summary, progress)
     _run_with_retries(job, pending, actor_resources(config.compute))

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 from tests.support.cli import shardscribe
 from tests.support.data import sample_images, webdataset_members, write_tar
+
+OWN_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) ")
+# Ray Data makes every actor pool print this from Ray's C++ core, which no setting
+# silences without printing a line per process instead: ray-project/ray#57733.
+RAY_57733 = re.compile(
+    r"^\[.* core_worker\.cc:\d+: Actor with class name: 'MapWorker\(MapBatches\("
+    r"GenerationStage\)\)' and ID: '\w+' has constructor arguments in the object store"
+)
+
+
+def own_lines(stderr: str) -> list[str]:
+    """stderr's lines less Ray's known one; each must be shardscribe's."""
+    lines = [line for line in stderr.splitlines() if not RAY_57733.match(line)]
+    assert all(OWN_LINE.match(line) for line in lines), stderr
+    return lines
 
 
 def test_config_typo_exits_2_naming_the_field(tmp_path, tiny_model):
@@ -109,6 +125,7 @@ def test_run_then_status_json(tmp_path, tiny_model):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 shards committed, 0 already done, 0 failed; 5 rows, 0 row errors" in result.stderr
     assert "\x1b[" not in result.stderr  # no progress-bar or colour escape codes in logs
+    own_lines(result.stderr)  # no Ray or transformers notes between shardscribe's lines
     status = shardscribe("status", out, "--json")
     assert status.returncode == 0
     report = json.loads(status.stdout)
@@ -117,6 +134,20 @@ def test_run_then_status_json(tmp_path, tiny_model):
     } == {"shards_total": 2, "shards_done": 2, "shards_failed": 0, "rows": 5, "row_errors": 0}
     human = shardscribe("status", out)
     assert "2/2 committed, 0 failed, 0 pending" in human.stdout
+
+
+def test_quiet_shows_only_the_summary_and_verbose_shows_rays_notes(tmp_path, tiny_model):
+    write_tar(tmp_path / "in" / "a.tar", webdataset_members(sample_images(2)))
+    flags = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    flags += ["--model", tiny_model, "--max-new-tokens", "4", "--overwrite"]
+    quiet = shardscribe("run", *flags, "--quiet")
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    (line,) = own_lines(quiet.stderr)
+    assert " INFO done: 1 shards committed, 0 already done, 0 failed; 2 rows" in line
+    verbose = shardscribe("run", *flags, "-v")
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "Started a local Ray instance" in verbose.stderr
+    assert not all(OWN_LINE.match(line) for line in verbose.stderr.splitlines())
 
 
 def test_job_module_runs_with_its_preset_and_flags():

@@ -31,7 +31,12 @@ EXPECTED_KINDS = {
     "cronjob-caption.yaml": ("batch/v1", "CronJob"),
 }
 SECRET_NAMES = re.compile(r"AWS_|TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
-JOB_PRESETS = {"jobs.ocr": "ocr", "jobs.caption": "caption", "jobs.label": "label"}
+JOB_PRESETS = {
+    "jobs.ocr": "ocr",
+    "jobs.caption": "caption",
+    "jobs.label": "label",
+    "jobs.pages": "pages",
+}
 
 
 def _load(path: Path) -> dict:

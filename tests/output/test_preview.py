@@ -16,18 +16,25 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import fsspec
+import numpy
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from jobs.cli import main
-from jobs.preview import render_page, sheet_size
+from jobs.preview import diff_markup, render_page, sheet_size
 from pipeline.config import StorageSettings
 from pipeline.output.commit import commit_shard
 from pipeline.output.sampling import preview_rows, sample_rows
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
-from tests.support.data import sample_images, text_image, webdataset_members, write_tar
+from tests.support.data import (
+    sample_images,
+    text_image,
+    webdataset_members,
+    write_pdf,
+    write_tar,
+)
 
 HOSTILE_KEY = "evil<b>&\"'"
 
@@ -290,3 +297,66 @@ def test_browser_page_without_scores(output, tmp_path):
     rendered, dom = browser_dom(tmp_path / "unscored.html", "#errors")
     assert visible(rendered) == {"corrupt", "lonely"}
     assert f"2 of {len(rows)} shown" in dom
+
+
+# --- reference texts and pages ------------------------------------------------------
+
+
+def test_differences_from_the_reference_are_marked_character_by_character():
+    assert diff_markup("Total: 118.00 EUR", "Tota1: 118,00 EUR") == (
+        "Tota<del>l</del><ins>1</ins>: 118<del>.</del><ins>,</ins>00 EUR"
+    )
+    assert diff_markup("a<b", "") == "<del>a&lt;b</del>"
+    assert diff_markup("same", "same") == "same"
+
+
+def test_cards_show_the_inputs_reference_text_and_filter_rows_that_differ(output, tmp_path):
+    """The WebDataset .txt sidecar is the reference; the tiny model's texts differ."""
+    page, cards, _ = preview(output, tmp_path, "-n", "100")
+    with_reference = {card["data-key"] for card in cards if card["data-key"] in REFERENCED_KEYS}
+    for card in cards:
+        row = output["rows"][(card["data-shard"], card["data-key"])]
+        if card["data-key"] not in with_reference:
+            assert "reference" not in card["fields"] and card["data-differs"] == ""
+            continue
+        reference = REFERENCED_KEYS[card["data-key"]]
+        markup = diff_markup(reference, row["text"] or "")
+        assert f'<div class="reference">{markup}</div>' in page
+        assert card["data-differs"] == "1"
+    assert 'id="differs-only"' in page
+    rendered, _ = browser_dom(tmp_path / "preview" / "preview.html", "#differs")
+    assert visible(rendered) == with_reference
+
+
+REFERENCED_KEYS = {f"s{i:04d}": f"text of s{i:04d}" for i in range(9)} | {
+    "lonely": "a caption without an image"
+}
+
+
+def test_a_page_card_shows_the_page_with_its_line_boxes_and_lines_in_order(
+    tiny_model, ray_cluster, tmp_path
+):
+    write_pdf(tmp_path / "in" / "doc.pdf", ["First line here\nSecond line\nThird", "Alone"])
+    config = job_config(
+        tmp_path / "in",
+        tmp_path / "out",
+        tiny_model,
+        input={"segment": "lines", "pdf_dpi": 72, "format": "pdf"},
+    )
+    assert run_job(config).exit_code == 0
+    stored = {row["key"]: row for row in pq.read_table(tmp_path / "out").to_pylist()}
+    code = main(["preview", str(tmp_path / "out"), "--out", str(tmp_path / "preview")])
+    assert code == 0
+    page = (tmp_path / "preview" / "preview.html").read_text(encoding="utf-8")
+    cards = parse_cards(page)
+    assert sorted(card["data-key"] for card in cards) == ["page-0001", "page-0002"]
+    for card in cards:
+        row = stored[card["data-key"]]
+        assert card["class"] == "card page"
+        items = "".join(f"<li>{html.escape(line['text'])}</li>" for line in row["lines"])
+        assert f'<ol class="lines">{items}</ol>' in page
+        (source,) = card["images"]
+        picture = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+        assert picture.size == (595, 842)  # the page as rendered (under 900 px: not scaled)
+        red = (numpy.asarray(picture.convert("RGB")) - (220, 30, 30)).__abs__().sum(axis=2)
+        assert (red < 120).sum() > 50 * len(row["lines"])  # its line boxes are drawn

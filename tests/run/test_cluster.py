@@ -19,12 +19,14 @@ import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pypdfium2 as pdfium
 import pytest
 import yaml
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from pipeline.inputs.segmentation import segment_lines
 from tests.support.cli import shardscribe
-from tests.support.data import sample_images, webdataset_members, write_tar
+from tests.support.data import sample_images, webdataset_members, write_pdf, write_tar
 from tests.support.raycluster import running_ray_cluster
 from tests.support.reference import Reference
 
@@ -35,7 +37,7 @@ JOB_TIMEOUT_S = 240
 FAST = ["--max-new-tokens", "12", "--batch-size", "4", "--backoff-s", "0.1"]
 FAST += ["--log-interval-s", "1", "--actors", "1"]
 PROGRESS_LINE = re.compile(
-    r"progress: [0-2]/2 shards committed, 0 failed, \d+ images, \d+\.\d images/s, "
+    r"progress: [0-2]/2 shards committed, 0 failed, \d+ images, \d+\.\d+ images/s, "
     r"elapsed \d+m\d\ds, eta (\d+m\d\ds|\?)\n"
 )
 
@@ -188,6 +190,35 @@ def test_caption_job_submitted_with_the_python_client(
     assert not [
         name for name in client.get_job_info(job_id).runtime_env["env_vars"] if "AWS" in name
     ]
+
+
+def test_pages_job_reads_pdfs_from_s3_a_row_per_page(client, bucket, s3, tiny_model, tmp_path):
+    """`python -m jobs.pages` (the pages preset: lines found, then read) on a PDF in S3."""
+    pdf = write_pdf(tmp_path / "report.pdf", ["Quarterly report\nRevenue up 4%", "Signed"])
+    s3.filesystem().put_file(str(pdf), "jobs/pdf-in/2026/report.pdf")
+    entrypoint = _entrypoint("jobs.pages", tiny_model, "pdf-in", "pdf-out", "--pdf-dpi", "72")
+    job_id = _submit(client, entrypoint)
+    status = _wait(client, job_id)
+    logs = client.get_job_logs(job_id)
+
+    assert status == JobStatus.SUCCEEDED, logs
+    output = s3.filesystem().cat_file("jobs/pdf-out/2026/report.parquet")
+    rows = pq.read_table(io.BytesIO(output)).to_pylist()
+    assert [(row["key"], row["page"], len(row["lines"])) for row in rows] == [
+        ("page-0001", 1, 2),
+        ("page-0002", 2, 1),
+    ]
+    reference = Reference(tiny_model)
+    document = pdfium.PdfDocument(str(pdf))
+    for row in rows:
+        page = document[row["page"] - 1].render(scale=1, grayscale=True).to_pil()
+        lines = segment_lines(page.convert("RGB"))
+        crops = [io.BytesIO() for _ in lines]
+        for crop, line in zip(crops, lines, strict=True):
+            line.crop.save(crop, "PNG")
+        expected = [reference.text(crop.getvalue(), max_new_tokens=12) for crop in crops]
+        assert row["text"] == "\n".join(expected) and row["error"] is None
+    assert "done: 1 shards committed, 0 already done, 0 failed; 2 rows, 0 row errors;" in logs
 
 
 def test_a_job_with_a_shard_that_cannot_succeed_ends_failed_naming_it(
