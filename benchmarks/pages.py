@@ -153,7 +153,9 @@ def read_pipeline(model: str, folder: Path, scratch: Path, extra: list[str]) -> 
     output = scratch / f"out-{folder.name}"
     command = [sys.executable, "-m", "jobs", "run", "--input", str(folder), "--output"]
     command += [str(output), "--model", model, "--segment", "lines", *extra]
-    subprocess.run(command, check=True, capture_output=True)
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{finished.stderr[-3000:]}")
     rows = ds.dataset(output, format="parquet").to_table().to_pylist()
     return {f"{row['shard']}/{row['key']}": row["text"] or "" for row in rows}
 
@@ -226,7 +228,8 @@ def _rendered(path: Path, dpi: int) -> tuple[Path, Image.Image]:
 
 
 def _png(path: Path, image: Image.Image) -> Path:
-    target = path.with_suffix(".png")
+    """The rendered page as a PNG beside the PDF's folder (not in it: that is an input)."""
+    target = path.parent.parent / f"{path.stem}.png"
     image.save(target)
     return target
 
