@@ -9,15 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoTokenizer,
-    PreTrainedTokenizerBase,
-    VisionEncoderDecoderModel,
-)
+from transformers import AutoConfig, PreTrainedTokenizerBase, VisionEncoderDecoderModel
 
 from model.errors import ModelLoadError
+from model.processors import hub_kwargs, load_error, load_processors
 from model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -51,39 +46,6 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _hub_kwargs(settings: ModelSettings) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
-    if settings.revision:
-        kwargs["revision"] = settings.revision
-    return kwargs
-
-
-def _wrap_load_error(settings: ModelSettings, what: str, error: Exception) -> ModelLoadError:
-    where = f"{settings.name!r}" + (
-        f" at revision {settings.revision!r}" if settings.revision else ""
-    )
-    return ModelLoadError(
-        f"cannot load the {what} of model {where}: {error}. Check model.name (a hub id needs "
-        "network access or a copy in the Hugging Face cache; a local path needs config.json, "
-        "the weights, preprocessor_config.json and the tokenizer files)."
-    )
-
-
-def load_processors(settings: ModelSettings) -> tuple[Any, PreTrainedTokenizerBase]:
-    """Image processor and tokenizer of a checkpoint (TrOCR, Donut, vit-gpt2, ...)."""
-    try:
-        image_processor = AutoImageProcessor.from_pretrained(
-            settings.source, **_hub_kwargs(settings)
-        )
-    except Exception as error:  # transformers raises OSError, ValueError or KeyError here
-        raise _wrap_load_error(settings, "image processor", error) from error
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(settings.source, **_hub_kwargs(settings))
-    except Exception as error:
-        raise _wrap_load_error(settings, "tokenizer", error) from error
-    return image_processor, tokenizer
-
-
 def check_special_tokens(config: Any, name: str) -> None:
     """Generation needs both ids; without them `generate` fails late and obscurely."""
     for field in ("decoder_start_token_id", "pad_token_id"):
@@ -115,9 +77,9 @@ def check_model(settings: ModelSettings) -> str:
     """Fail fast, before any worker starts: config, processor and tokenizer load and
     the special token ids are set. Returns the model identity for the fingerprint."""
     try:
-        config = AutoConfig.from_pretrained(settings.source, **_hub_kwargs(settings))
+        config = AutoConfig.from_pretrained(settings.source, **hub_kwargs(settings))
     except Exception as error:
-        raise _wrap_load_error(settings, "config", error) from error
+        raise load_error(settings, "config", error) from error
     if getattr(config, "model_type", None) != "vision-encoder-decoder":
         raise ModelLoadError(
             f"model {settings.name!r} is a {getattr(config, 'model_type', '?')!r} model, "
@@ -132,7 +94,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     """Load weights, processor and tokenizer onto the configured device, in eval mode."""
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    kwargs = _hub_kwargs(settings) | {"dtype": dtype}
+    kwargs = hub_kwargs(settings) | {"dtype": dtype}
     try:
         try:
             model = VisionEncoderDecoderModel.from_pretrained(
@@ -147,7 +109,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
             )
             model = VisionEncoderDecoderModel.from_pretrained(settings.source, **kwargs)
     except Exception as error:
-        raise _wrap_load_error(settings, "weights", error) from error
+        raise load_error(settings, "weights", error) from error
     check_special_tokens(model.config, settings.name)
     image_processor, tokenizer = load_processors(settings)
     model.to(device).eval()

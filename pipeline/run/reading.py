@@ -22,7 +22,7 @@ from model.images import (
     pixel_arrays,
     to_rgb,
 )
-from model.loading import load_processors
+from model.processors import load_image_processor
 from model.settings import ModelSettings
 from pipeline.config import InputSettings, StorageSettings
 from pipeline.errors import ShardReadError
@@ -140,8 +140,7 @@ def _aspect(row: dict[str, Any]) -> float:
 
 @functools.lru_cache(maxsize=4)
 def _image_processor(settings: ModelSettings) -> Any:
-    image_processor, _ = load_processors(settings)
-    return image_processor
+    return load_image_processor(settings)
 
 
 @functools.lru_cache(maxsize=4)
