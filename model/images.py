@@ -81,9 +81,9 @@ def max_aspect_ratio(image_processor: Any) -> float | None:
     return 2 * size["width"] / size["height"]
 
 
-def check_fits(image: Image.Image, image_processor: Any) -> None:
-    """Raise ImageTooWideError for a line the model could only read squeezed illegibly."""
-    limit = max_aspect_ratio(image_processor)
+def check_fits(image: Image.Image, limit: float | None) -> None:
+    """Raise ImageTooWideError for a line wider than `limit` (width / height; from
+    `max_aspect_ratio`), which the model could only read squeezed illegibly."""
     if limit is not None and image.width > limit * image.height:
         raise ImageTooWideError(
             f"line image too wide for the model: {image.width}x{image.height} px "

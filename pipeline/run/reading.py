@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from model.images import (
     pixel_arrays,
     to_rgb,
 )
-from model.processors import load_image_processor
+from model.pixels import pixel_values, recipe_from_file
 from model.settings import ModelSettings
 from pipeline.config import InputSettings, StorageSettings
 from pipeline.errors import ShardReadError
@@ -49,7 +51,7 @@ def read_and_preprocess(
     for item in items.to_pylist():
         rows = read_rows(Shard.from_item(item), input_settings, storage)
         if input_settings.segment == "lines":
-            limit = max_aspect_ratio(_image_processor(model_settings))
+            limit = pixel_maker(model_settings).max_aspect
             rows = line_rows(rows, limit, input_settings.max_image_pixels)
         while chunk := list(itertools.islice(rows, chunk_rows)):
             yield preprocess(chunk, model_settings, input_settings.max_image_pixels)
@@ -138,15 +140,31 @@ def _aspect(row: dict[str, Any]) -> float:
     return image.width / image.height if isinstance(image, Image.Image) else 0.0
 
 
-@functools.lru_cache(maxsize=4)
-def _image_processor(settings: ModelSettings) -> Any:
-    return load_image_processor(settings)
+@dataclass(frozen=True)
+class PixelMaker:
+    """How a model's images become pixels: Pillow and numpy where `model.pixels` knows
+    the processor (no transformers or torch to import in the CPU tasks), else the
+    checkpoint's own image processor. `max_aspect`: the widest line the model reads."""
+
+    make: Callable[[list[Image.Image]], np.ndarray]
+    max_aspect: float | None
+    blank: np.ndarray  # placeholder pixels for rows without an image
 
 
 @functools.lru_cache(maxsize=4)
-def _blank_pixels(settings: ModelSettings) -> np.ndarray:
-    """Placeholder pixels for rows without an image, shaped like the model's input."""
-    return np.zeros_like(pixel_arrays([Image.new("RGB", (1, 1))], _image_processor(settings))[0])
+def pixel_maker(settings: ModelSettings) -> PixelMaker:
+    config = Path(settings.source) / "preprocessor_config.json"
+    recipe = recipe_from_file(config) if config.is_file() else None
+    if recipe is not None:
+        make, limit = functools.partial(pixel_values, recipe=recipe), recipe.max_aspect_ratio
+    else:
+        from model.processors import load_image_processor  # transformers: seconds to import
+
+        processor = load_image_processor(settings)
+        make = functools.partial(pixel_arrays, image_processor=processor)
+        limit = max_aspect_ratio(processor)
+    blank = np.zeros_like(make([Image.new("RGB", (1, 1))])[0])
+    return PixelMaker(make, limit, blank)
 
 
 def preprocess(
@@ -155,7 +173,7 @@ def preprocess(
     """Decode image bytes and run the image processor on the rows the model reads. A bad
     image becomes a row error ('decode: ...'); rows without an image get placeholder
     pixels."""
-    processor = _image_processor(model_settings)
+    maker = pixel_maker(model_settings)
     pictures: dict[int, Image.Image] = {}
     for i, row in enumerate(rows):
         if not needs_model(row):
@@ -166,13 +184,13 @@ def preprocess(
                 image = decode_image(image, max_image_pixels)
             if image.mode != "RGB":  # line crops are greyscale
                 image = to_rgb(image)
-            check_fits(image, processor)
+            check_fits(image, maker.max_aspect)
         except ImageDecodeError as error:
             rows[i] = row | row_error(FailureClass.DECODE, str(error))
             continue
         pictures[i] = image
-    pixels = np.repeat(_blank_pixels(model_settings)[None], len(rows), axis=0)
+    pixels = np.repeat(maker.blank[None], len(rows), axis=0)
     if pictures:
-        pixels[list(pictures)] = pixel_arrays(list(pictures.values()), processor)
+        pixels[list(pictures)] = maker.make(list(pictures.values()))
     table = pa.Table.from_pylist(rows, schema=_TRANSPORT_SCHEMA)
     return table.append_column("pixel_values", ArrowTensorArray.from_numpy(pixels))
