@@ -105,6 +105,7 @@ def _job_config(settings: BenchSettings, model: str, shards_uri: str, output: st
 class PipelineTiming:
     seconds: float  # the whole run
     startup_s: float  # from the start to the first committed shard
+    startup_steps: dict[str, float]  # when each start-up step ended (RunSummary.startup)
     steady_ips: float | None  # images/s from the first commit to the last
     texts: dict[str, str]  # committed text by key
 
@@ -127,7 +128,7 @@ def time_pipeline(config: JobConfig) -> PipelineTiming:
     commits.sort()
     (first, first_rows), last = commits[0], commits[-1][0]
     steady = (len(texts) - first_rows) / (last - first) if last > first else None
-    return PipelineTiming(seconds, first - started, steady, texts)
+    return PipelineTiming(seconds, first - started, summary.startup, steady, texts)
 
 
 def time_bare(generator: TextGenerator, images: list[bytes], batch_size: int):
@@ -190,6 +191,7 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
         "pipeline_vs_bare": round(bare_s / pipeline.seconds, 3),
         "bare_vs_naive": round(naive_s / bare_s, 3),
         "pipeline_startup_s": round(pipeline.startup_s, 2),
+        "pipeline_startup_steps_s": pipeline.startup_steps,
         "pipeline_steady_ips": steady and round(steady, 3),
         "pipeline_steady_vs_bare": steady and round(steady * bare_s / n, 3),
         "pipeline_equals_bare": [pipeline.texts[f"{i:07d}"] for i in range(n)] == bare_texts,

@@ -42,6 +42,13 @@ class RunSummary:
     seconds: float = 0.0
     run_id: str = field(default_factory=new_run_id)
     started: float = field(default_factory=time.time)
+    # Seconds from the start to the end of each start-up step: the model checked on the
+    # driver, Ray up, the first generated row back on the driver, the first commit.
+    startup: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, step: str) -> None:
+        """Note when a start-up step ended (its first time only)."""
+        self.startup.setdefault(step, round(time.time() - self.started, 2))
 
     @property
     def exit_code(self) -> int:
@@ -58,6 +65,7 @@ class RunSummary:
             "shards_committed": self.shards_committed,
             "shards_failed": len(self.failed),
             "rows": self.rows,
+            "startup_s": self.startup,
             "row_errors": self.row_errors,
             "images_per_s": round(self.rows / self.seconds, 2) if self.seconds else 0.0,
         }
@@ -113,6 +121,7 @@ class _Job:
             self.fingerprint,
             self.output_columns,
         )
+        self.summary.mark("first_commit")
         self.summary.shards_committed += 1
         self.summary.rows += table.num_rows
         self.summary.row_errors += len(errors)
@@ -134,6 +143,7 @@ class _Job:
             for batch in dataset.iter_batches(
                 batch_size=None, batch_format="pyarrow", prefetch_batches=0
             ):
+                self.summary.mark("first_result")
                 for row in batch.to_pylist():
                     rows = assembler.add(row)
                     if rows is not None:
@@ -209,6 +219,7 @@ def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary, verb
         input_fs, input_root, config.input, exclude=output_root if same_store else None
     )
     identity = check_model(config.model)
+    summary.mark("model_checked")
     lease = OutputLease(output_fs, output_root, config.output.lease_ttl_s)
     with storage_access(config.output.uri):
         lease.acquire()
@@ -254,6 +265,7 @@ def _run_shards(
         log.info("%s: every shard under %s is committed", what, config.input.uri)
         return
     connect_ray(config.compute.ray_address, verbose=verbose)
+    summary.mark("ray_started")
     progress = Progress(len(pending), config.progress.log_interval_s)
     job = _Job(config, ledger, lease, fingerprint, summary, progress)
     _run_with_retries(job, pending, actor_resources(config.compute))
