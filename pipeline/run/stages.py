@@ -22,7 +22,7 @@ from model.batching import auto_batch_size
 from model.choices import ChoiceScorer
 from model.settings import LabelSettings
 from pipeline.failures import FailureClass
-from pipeline.run.rows import COMMON_NAMES, LABEL_NAMES, RESULT_SCHEMA
+from pipeline.run.rows import COMMON_NAMES, LABEL_NAMES, RESULT_SCHEMA, needs_model
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +62,20 @@ class GenerationStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         columns = {name: list(batch[name]) for name in COMMON_NAMES}
-        n = len(columns["key"])
+        values = zip(*columns.values(), strict=True)
+        rows = [dict(zip(columns, row, strict=True)) for row in values]
+        n = len(rows)
         results: dict[str, list] = {name: [None] * n for name in ("text", *LABEL_NAMES)}
-        for i in range(n):  # text a PDF's text layer gave, and pages without lines
-            if columns["given_text"][i] is not None or columns["parts"][i] == 0:
-                results["text"][i] = columns["given_text"][i] or ""
-        todo = [
-            i
-            for i in range(n)
-            if columns["error"][i] is None
-            and columns["index"][i] >= 0
-            and results["text"][i] is None
-        ]
+        for i, row in enumerate(rows):  # text a PDF's text layer gave, pages without lines
+            if row["given_text"] is not None or row["parts"] == 0:
+                results["text"][i] = row["given_text"] or ""
+        todo = [i for i, row in enumerate(rows) if needs_model(row)]
         if self.load_error is not None:
             columns["shard_error"] = [self.load_error] * n
             columns["shard_error_class"] = [FailureClass.MODEL_LOAD.value] * n
             todo = []
         if todo:
-            seeds = [row_seed(self.seed, columns["shard"][i], columns["key"][i]) for i in todo]
+            seeds = [row_seed(self.seed, rows[i]["shard"], rows[i]["key"]) for i in todo]
             try:
                 for start, stop in self._batches(batch["pixel_values"], todo):
                     rows = todo[start:stop]
