@@ -308,7 +308,7 @@ FREE_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 # Page reading came after outputs existed: its fields join the fingerprint only when set.
-_PAGE_FIELDS = {"segment": "none", "pdf_dpi": 200, "pdf_text_layer": "ignore"}
+_PAGE_FIELDS = ("segment", "pdf_dpi", "pdf_text_layer")
 
 
 def output_settings(config: JobConfig) -> dict[str, Any]:
@@ -320,8 +320,8 @@ def output_settings(config: JobConfig) -> dict[str, Any]:
     }
     if config.label == LabelSettings():
         del settings["label"]
-    for name, default in _PAGE_FIELDS.items():
-        if settings["input"][name] == default:
+    for name in _PAGE_FIELDS:
+        if settings["input"][name] == InputSettings.model_fields[name].default:
             del settings["input"][name]
     return settings
 
