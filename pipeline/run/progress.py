@@ -31,7 +31,6 @@ class Progress:
         self.start = time.monotonic()
         self.interval = log_interval_s
         self.last_log = self.start
-        # Set by the runner: shards in flight unusually long, named in progress lines.
         interactive = sys.stderr.isatty() if interactive is None else interactive
         self.bar = (
             tqdm(total=shards_total, unit="shard", dynamic_ncols=True) if interactive else None
@@ -63,7 +62,7 @@ class Progress:
     def _update(self) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(images=self.images, ips=f"{self.images_per_s:.1f}")
+            self.bar.set_postfix(images=self.images, ips=rate_text(self.images_per_s))
         self.tick()
 
     def tick(self, slow_shards: Callable[[], list[str]] = list) -> None:
