@@ -78,7 +78,13 @@ def max_aspect_ratio(image_processor: Any) -> float | None:
     ):
         return None
     size = image_processor.size
-    return 2 * size["width"] / size["height"]
+    return widest_padded_line(size["height"], size["width"])
+
+
+def widest_padded_line(height: int, width: int) -> float:
+    """The widest image (width / height) that, scaled to fit a `height` x `width` input
+    keeping its aspect ratio, is still at least half the input height."""
+    return 2 * width / height
 
 
 def check_fits(image: Image.Image, limit: float | None) -> None:

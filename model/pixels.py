@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.images import widest_padded_line
+
 SUPPORTED = {"ViTImageProcessor": "stretch", "DonutImageProcessor": "keep_aspect"}
 _UNSUPPORTED_FLAGS = ("do_center_crop", "do_align_long_axis", "do_convert_rgb")
 
@@ -36,7 +38,7 @@ class PixelRecipe:
     def max_aspect_ratio(self) -> float | None:
         """As `model.images.max_aspect_ratio` for the processor this recipe stands for."""
         if self.kind == "keep_aspect" and self.thumbnail and self.pad:
-            return 2 * self.width / self.height
+            return widest_padded_line(self.height, self.width)
         return None
 
 
