@@ -54,6 +54,7 @@ class PdfPages(Sequence):
         prefer_text_layer: bool,
     ):
         self.dpi, self.max_pixels, self.prefer_text_layer = dpi, max_pixels, prefer_text_layer
+        self.scale = dpi / POINTS_PER_INCH  # pixels per PDF point
         self._file = fs.open(path, "rb")
         self._document: pdfium.PdfDocument | None = None
         try:
@@ -85,7 +86,7 @@ class PdfPages(Sequence):
             raise ImageDecodeError(f"cannot load PDF page {index + 1}: {error}") from None
         try:
             if self.prefer_text_layer:
-                layer = _text_layer(page, self.dpi / POINTS_PER_INCH)
+                layer = _text_layer(page, self.scale)
                 if layer is not None:
                     return layer
             return self._render(page, index)
@@ -93,15 +94,14 @@ class PdfPages(Sequence):
             page.close()
 
     def _render(self, page: pdfium.PdfPage, index: int) -> Image.Image:
-        scale = self.dpi / POINTS_PER_INCH
-        width, height = (round(side * scale) for side in page.get_size())
+        width, height = (round(side * self.scale) for side in page.get_size())
         if self.max_pixels is not None and width * height > self.max_pixels:
             raise ImageDecodeError(
                 f"page {index + 1} at {self.dpi} dpi is {width}x{height} px, over "
                 f"input.max_image_pixels ({self.max_pixels}); lower input.pdf_dpi"
             )
         try:
-            return page.render(scale=scale, grayscale=True).to_pil().convert("RGB")
+            return page.render(scale=self.scale, grayscale=True).to_pil().convert("RGB")
         except pdfium.PdfiumError as error:
             raise ImageDecodeError(f"cannot render PDF page {index + 1}: {error}") from None
 
