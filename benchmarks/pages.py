@@ -31,6 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import fsspec
 import pyarrow.dataset as ds
 import torch
 from fpdf import FPDF
@@ -45,6 +46,7 @@ from model.images import max_aspect_ratio
 from model.loading import load_model
 from model.metrics import ErrorCounts
 from model.settings import ModelSettings
+from pipeline.inputs.pdf import PdfPages
 from pipeline.inputs.segmentation import segment_lines
 from pipeline.training.objective import recognise
 
@@ -219,12 +221,12 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _rendered(path: Path, dpi: int) -> tuple[Path, Image.Image]:
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument(str(path))
-    image = document[0].render(scale=dpi / 72, grayscale=True).to_pil()
-    document.close()
-    return path, image
+    """The PDF's first page as `shardscribe run` renders it."""
+    pages = PdfPages(fsspec.filesystem("file"), str(path), dpi, None, prefer_text_layer=False)
+    try:
+        return path, pages[0]
+    finally:
+        pages.close()
 
 
 def _png(path: Path, image: Image.Image) -> Path:
