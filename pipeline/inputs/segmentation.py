@@ -139,25 +139,26 @@ def _line_boxes(ink: np.ndarray, height: float) -> list[tuple[int, int, int, int
     boxes: list[tuple[int, int, int, int]] = []
     regions = [(0, 0, ink.shape[1], ink.shape[0])]
     while regions:
-        x0, y0, x1, y1 = regions.pop()
-        region = ink[y0:y1, x0:x1]
-        columns = _runs(region.any(axis=0))
+        left, top, right, bottom = regions.pop()
+        region = ink[top:bottom, left:right]
+        columns = _runs(region.any(axis=0))  # relative to (left, top)
         rows = _runs(region.any(axis=1))
         if not rows:
             continue
         # Trim to the ink, then look for gaps between the runs.
-        x0, x1 = x0 + columns[0][0], x0 + columns[-1][1]
-        y0, y1 = y0 + rows[0][0], y0 + rows[-1][1]
+        x0, x1 = left + columns[0][0], left + columns[-1][1]
+        y0, y1 = top + rows[0][0], top + rows[-1][1]
         tall_enough = y1 - y0 > 3 * height  # one line's word gaps are not gutters
-        parts = _split(columns, 2.5 * height, x0 - columns[0][0]) if tall_enough else []
+        parts = _split(columns, 2.5 * height, left) if tall_enough else []
         if parts:
             regions.extend((a, y0, b, y1) for a, b in reversed(parts))
             continue
-        parts = _split(rows, 1.2 * height, y0 - rows[0][0])
+        parts = _split(rows, 1.2 * height, top)
         if parts:
             regions.extend((x0, a, x1, b) for a, b in reversed(parts))
             continue
-        boxes.extend(_block_lines(ink, (x0, y0, x1, y1), rows, height))
+        bands = [(top + a, top + b) for a, b in rows]
+        boxes.extend(_block_lines(ink, x0, x1, bands, height))
     return boxes
 
 
@@ -173,13 +174,11 @@ def _split(runs: list[tuple[int, int]], gap: float, offset: int) -> list[tuple[i
 
 
 def _block_lines(
-    ink: np.ndarray, block: tuple[int, int, int, int], rows: list[tuple[int, int]], height: float
+    ink: np.ndarray, x0: int, x1: int, bands: list[tuple[int, int]], height: float
 ) -> list[tuple[int, int, int, int]]:
-    """A block's lines: its runs of inked rows, a run too thin for text (accents, dots
-    split off by a blank row) merged into the nearer neighbour, each trimmed to its ink."""
-    x0, y0, x1, _ = block
-    offset = y0 - rows[0][0]
-    bands = [(offset + a, offset + b) for a, b in rows]
+    """A block's lines from its `bands` (runs of inked rows, page coordinates) between
+    columns x0 and x1: a band too thin for text (accents, dots split off by a blank row)
+    merged into the nearer neighbour, each trimmed to its ink."""
     while len(bands) > 1:
         thin = [i for i, (a, b) in enumerate(bands) if b - a < height / 2.5]
         if not thin:
