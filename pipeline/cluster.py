@@ -11,6 +11,8 @@ import threading
 import ray
 from ray.data import DataContext
 
+from pipeline.reaper import start_reaper
+
 
 def connect_ray(address: str | None, dashboard: bool = False, verbose: bool = False) -> None:
     """Join the cluster (config, then RAY_ADDRESS, as inside `ray job submit`), or start
@@ -27,6 +29,7 @@ def connect_ray(address: str | None, dashboard: bool = False, verbose: bool = Fa
         if address:
             ray.init(address=address, logging_level=level)
         else:
+            start_reaper()  # this Ray is ours: none of it outlives us
             ray.init(include_dashboard=dashboard, logging_level=level)
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
@@ -48,6 +51,24 @@ _NOTES = {
 def _quiet_ray_notes() -> None:
     for name, level in _NOTES.items():
         logging.getLogger(name).setLevel(level)
+    executor_state = logging.getLogger("ray.data._internal.execution.streaming_executor_state")
+    if not any(isinstance(f, _LostBlockLine) for f in executor_state.filters):
+        executor_state.addFilter(_LostBlockLine())
+
+
+class _LostBlockLine(logging.Filter):
+    """A block Ray gave up on (its actor or node died) is a shard the runner redoes, not a
+    failure: one warning line naming the cause instead of Ray's error and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Ignoring this exception" in str(record.msg) and record.exc_info:
+            error = record.exc_info[1]
+            cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            record.msg = "lost a block (%s: %s); its shard is redone in the next pass"
+            record.args = (type(error).__name__, cause[:200])
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def _main_thread() -> bool:

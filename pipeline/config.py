@@ -96,6 +96,13 @@ class OutputSettings(Section):
         description="How long the output lease lasts without renewal (renewed every quarter "
         "of it). A run killed on another host blocks the output at most this long.",
     )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM (a preempted pod, `ray job stop`): how long the shards in "
+        "flight may take to finish and commit before the run stops. Keep it under the "
+        "platform's own grace (Kubernetes: terminationGracePeriodSeconds, 30 by default).",
+    )
 
 
 class ComputeSettings(ClusterSettings):

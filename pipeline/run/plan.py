@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import ray
 from ray.data import ActorPoolStrategy, Dataset
+from ray.util.annotations import RayDeprecationWarning
 
 from pipeline.cluster import shared_cpu_threads
 from pipeline.config import ComputeSettings, JobConfig
@@ -46,15 +49,25 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
     """One block per shard, read, decoded and preprocessed by exactly one CPU task, so a
     hung or slow shard holds up no other; then the actor pool generates.
 
-    Ray restarts a dead generation actor and retries its batch (its defaults for actor
-    pools). The CPU tasks yield chunks of `batch_size` rows (`AUTO_CHUNK_ROWS` with an
-    auto batch size, which each actor then splits into batches it sizes itself), and the
-    actors take each chunk as it comes. The CPU tasks stay apart from the actors as long
-    as their CPU share differs from the actors'; with equal shares Ray fuses them.
+    A dead generation actor is restarted when there is room for it; the chunk it had in
+    flight fails at once and its shard is redone in the runner's next pass. The CPU tasks
+    yield chunks of `batch_size` rows (`AUTO_CHUNK_ROWS` with an auto batch size, which
+    each actor then splits into batches it sizes itself), and the actors take each chunk
+    as it comes. The CPU tasks stay apart from the actors as long as their CPU share
+    differs from the actors'; with equal shares Ray fuses them.
     """
+    items = [shard.to_item() for shard in shards]
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates `ray_remote_args_fn` and extra remote args such as
+        # `max_task_retries` (removal announced for 2.64, hence the bound in
+        # pyproject.toml) and offers no named replacement for either yet.
+        warnings.simplefilter("ignore", RayDeprecationWarning)
+        return _plan(items, config, resources)
+
+
+def _plan(items: list[dict], config: JobConfig, resources: ActorResources) -> Dataset:
     batch_size = config.compute.batch_size
     chunk_rows = AUTO_CHUNK_ROWS if batch_size == "auto" else batch_size
-    items = [shard.to_item() for shard in shards]
     return (
         ray.data.from_items(items, override_num_blocks=len(items))
         .map_batches(
@@ -84,7 +97,15 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
                 "batch_size": batch_size,
             },
             compute=ActorPoolStrategy(size=resources.actors),
-            num_gpus=resources.gpus_per_actor,
+            # Ray Data refuses `num_gpus` with batch_size=None (it wants GPU users to size
+            # their batches; these actors size their own), so the GPU request reaches the
+            # actors through the remote-args function, which it applies as it is.
+            ray_remote_args_fn=partial(dict, num_gpus=resources.gpus_per_actor),
             num_cpus=resources.cpus_per_actor,
+            # A batch in flight on an actor that dies fails at once instead of waiting for
+            # the actor's restart (which, with its node gone, may come only when another
+            # actor is released at the end of the pass); the pass goes on with the live
+            # actors and its shard is redone in the next pass (see `run_pass`).
+            max_task_retries=0,
         )
     )

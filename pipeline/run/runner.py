@@ -20,7 +20,7 @@ from pipeline.output.lease import OutputLease
 from pipeline.output.ledger import Ledger, new_run_id, run_settings
 from pipeline.output.listing import split_committed
 from pipeline.run.assembler import ShardAssembler
-from pipeline.run.interrupts import RunInterrupted, Stop, stop_on_signals
+from pipeline.run.interrupts import RunInterrupted, Stop, StopRequest, stop_on_signals
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress, rate_text
 from pipeline.storage import absolute_url, open_filesystem, storage_access
@@ -92,8 +92,10 @@ class _Job:
         fingerprint: str,
         summary: RunSummary,
         progress: Progress,
+        stop: StopRequest,
     ):
         self.config = config
+        self.stop = stop
         self.ledger = ledger
         self.lease = lease
         self.fingerprint = fingerprint
@@ -139,6 +141,10 @@ class _Job:
         timeout_s = self.config.retry.shard_timeout_s
         dataset = build_plan(shards, self.config, resources)
         dataset.context.execution_no_progress_timeout_s = timeout_s
+        # A block Ray could not process (its actor or worker died) does not end the pass:
+        # its shard's rows are then missing at the end, and the shard is retried.
+        dataset.context.max_errored_blocks = -1
+        self.stop.in_flight = lambda: set(assembler.first_row_at)
         try:
             for batch in dataset.iter_batches(
                 batch_size=None, batch_format="pyarrow", prefetch_batches=0
@@ -152,6 +158,7 @@ class _Job:
                     if failure is not None and failure.kind is FailureClass.MODEL_LOAD:
                         raise ModelLoadError(failure.message)
                 self.progress.tick(lambda: assembler.slow_shards(self.slow_after_s))
+                self.stop.check(assembler.waiting)
         except (OutputBusyError, ModelLoadError):
             raise
         except ExecutionTimeoutError:
@@ -160,6 +167,8 @@ class _Job:
         except Exception as error:  # Ray aborted the pass; shards not committed are retried
             log.warning("pass aborted: %s: %s", type(error).__name__, error)
             assembler.fail_unfinished(FailureClass.LOST, f"pass aborted by {type(error).__name__}")
+        finally:
+            self.stop.in_flight = set
         assembler.fail_unfinished(FailureClass.LOST, "rows missing at the end of the pass")
         return assembler.failed
 
@@ -199,18 +208,25 @@ def run_job(
     ledger and named in the summary; the others are committed. With `retry_failed`, only
     the shards the ledger records as failed are processed; with `max_shards`, at most that
     many (a trial run). SIGINT or SIGTERM stop it cleanly with RunInterrupted
-    (`pipeline.run.interrupts`). `verbose`: Ray's own notes too."""
+    (`pipeline.run.interrupts`; SIGTERM after the shards in flight, within
+    `output.shutdown_grace_s`). `verbose`: Ray's own notes too."""
     summary = RunSummary(config.output.uri)
-    with stop_on_signals():
+    with stop_on_signals(config.output.shutdown_grace_s) as stop:
         try:
-            _run(config, ShardSelection(retry_failed, max_shards), summary, verbose)
+            _run(config, ShardSelection(retry_failed, max_shards), summary, stop, verbose)
         except Stop as stop:
             committed, pending = summary.shards_committed, summary.shards_new
             raise RunInterrupted(stop.signum, committed, pending) from None
     return summary
 
 
-def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary, verbose: bool) -> None:
+def _run(
+    config: JobConfig,
+    selection: ShardSelection,
+    summary: RunSummary,
+    stop: StopRequest,
+    verbose: bool,
+) -> None:
     start = time.monotonic()
     input_fs, input_root = open_filesystem(config.input.uri, config.storage)
     output_fs, output_root = open_filesystem(config.output.uri, config.storage)
@@ -233,7 +249,9 @@ def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary, verb
         )
         ledger.record_run(summary.record(finished=False))
         try:
-            _run_shards(config, shards, ledger, lease, fingerprint, selection, summary, verbose)
+            _run_shards(
+                config, ledger, lease, fingerprint, summary, stop, shards, selection, verbose
+            )
         finally:
             summary.seconds = time.monotonic() - start
             ledger.record_run(summary.record(finished=True))
@@ -243,12 +261,13 @@ def _run(config: JobConfig, selection: ShardSelection, summary: RunSummary, verb
 
 def _run_shards(
     config: JobConfig,
-    shards: list[Shard],
     ledger: Ledger,
     lease: OutputLease,
     fingerprint: str,
-    selection: ShardSelection,
     summary: RunSummary,
+    stop: StopRequest,
+    shards: list[Shard],
+    selection: ShardSelection,
     verbose: bool,
 ) -> None:
     pending, summary.shards_skipped = split_committed(shards, lease.fs, lease.root)
@@ -267,7 +286,7 @@ def _run_shards(
     connect_ray(config.compute.ray_address, verbose=verbose)
     summary.mark("ray_started")
     progress = Progress(len(pending), config.progress.log_interval_s)
-    job = _Job(config, ledger, lease, fingerprint, summary, progress)
+    job = _Job(config, ledger, lease, fingerprint, summary, progress, stop)
     _run_with_retries(job, pending, actor_resources(config.compute))
 
 
@@ -276,6 +295,7 @@ def _run_with_retries(job: _Job, pending: list[Shard], resources: ActorResources
     attempts: Counter[str] = Counter()
     try:
         while pending:
+            job.stop.check(set())  # a stop asked for between passes
             failures = job.run_pass(pending, resources)
             retry = []
             for shard in pending:

@@ -3,6 +3,7 @@ and the output equals a clean run's exactly: nothing lost, nothing duplicated.""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from tests.support.soak import (
     mistakable_strays,
     run_command,
     run_processes,
+    still_running,
     write_input,
 )
 
@@ -207,3 +209,23 @@ def test_a_stop_signal_stops_cleanly_and_a_rerun_completes_exactly_once(
     rerun = DriverRun(command)
     assert rerun.finish(RUN_TIMEOUT_S) == 0, rerun.stderr()[-3000:]
     assert compare(clean.rows, output).exact
+
+
+def test_a_driver_killed_alone_leaves_no_process_of_its_ray(clean: CleanRun, tmp_path: Path):
+    """SIGKILL the driver only, not its process group (an OOM kill, `kill -9 PID`): the
+    local Ray it started (GCS, raylet, agents, workers) is gone within seconds."""
+    output = tmp_path / "out"
+    run = DriverRun(run_command(clean.input_dir, output, clean.model))
+    assert run.wait_until(lambda: committed_count(output) >= 1, RUN_TIMEOUT_S), run.stderr()
+    processes = run_processes(run.process.pid)
+    assert any("raylet/raylet" in info.command for info in processes.values())
+    run.process.kill()
+    run.process.wait()
+    deadline = time.monotonic() + 15
+    while (left := [info for info in processes.values() if still_running(info)]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    for info in left:  # not to leave them to the rest of the session
+        os.kill(info.pid, signal.SIGKILL)
+    assert [info.command[:80] for info in left] == []

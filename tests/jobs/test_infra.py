@@ -19,7 +19,7 @@ import transformers
 import yaml
 
 from jobs.cli import build_parser, load_job_config
-from tests.support.raycluster import cluster_processes
+from tests.support.raycluster import HOST, cluster_processes
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -133,6 +133,16 @@ def test_ray_pods_get_s3_credentials_and_gpu_workers(path):
         assert container["resources"]["limits"]["nvidia.com/gpu"] >= 1
 
 
+@pytest.mark.parametrize(
+    "path", [p for p in MANIFESTS if p.name != "cronjob-caption.yaml"], ids=lambda p: p.name
+)
+def test_gpu_workers_are_autoscaled_down_to_zero(path):
+    cluster = _cluster_spec(_load(path))
+    assert cluster["enableInTreeAutoscaling"] is True
+    for group in cluster["workerGroupSpecs"]:
+        assert group["minReplicas"] == 0 <= group["replicas"] <= group["maxReplicas"]
+
+
 @pytest.mark.parametrize("name", ["rayjob-ocr.yaml", "raycronjob-caption.yaml"])
 def test_jobs_delete_their_cluster_and_log_plainly(name):
     manifest = _load(INFRA / "kuberay" / name)
@@ -196,7 +206,7 @@ def test_local_stack_starts_and_stops_exactly_what_it_started(tmp_path):
         lines = stack("env").stdout.splitlines()
         exported = dict(line.removeprefix("export ").split("=", 1) for line in lines)
         assert exported["RAY_AUTH_MODE"] == "token" and len(exported["RAY_AUTH_TOKEN"]) == 64
-        assert exported["RAY_ADDRESS"].startswith("http://127.0.0.1:")
+        assert exported["RAY_ADDRESS"].startswith(f"http://{HOST}:")
         assert exported["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
         assert "s3: up" in stack("status").stdout
         assert cluster_processes(state / "ray")

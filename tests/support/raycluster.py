@@ -3,7 +3,7 @@ jobs the way users do (`ray job submit`, `JobSubmissionClient`).
 
 The cluster keeps Ray 2.60's token authentication on, with a token of its own given through
 RAY_AUTH_TOKEN (the user's ~/.ray/auth_token is neither read nor written), listens on
-127.0.0.1 only, and keeps all its files in its own temporary directory. `ray stop` would
+loopback only, and keeps all its files in its own temporary directory. `ray stop` would
 stop every Ray on the machine, so stopping finds exactly this cluster's processes (those
 naming its directory on their command line or working in it, and all their descendants:
 raylet workers, job supervisors, job drivers) and ends them, SIGTERM then SIGKILL.
@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-HOST = "127.0.0.1"
+# A loopback address other than 127.0.0.1: Ray rewrites "127.0.0.1" and "localhost" into
+# the machine's network address whenever more than one node may join, and the cluster
+# would then listen there; any 127.x address stays on loopback and is left as it is.
+HOST = "127.0.0.2"
 START_TIMEOUT_S = 120.0
 # The GCS server hangs on SIGTERM flushing its event recorder, and test clusters hold
 # nothing worth a graceful stop, so the grace before SIGKILL is short.
@@ -42,8 +45,10 @@ class RayClusterError(RuntimeError):
 @dataclass(frozen=True)
 class RayCluster:
     dashboard_url: str  # where jobs are submitted
+    gcs_address: str  # what drivers and worker nodes join
     temp_dir: Path
     token: str
+    env: dict[str, str]  # of every process of the cluster
 
     def client_env(self) -> dict[str, str]:
         """What a `ray job` CLI client needs: the address and the token."""
@@ -83,19 +88,16 @@ def _free_port_range(size: int) -> int:
     raise RayClusterError(f"no {size} consecutive free ports found")
 
 
-def _start_command(temp_dir: Path, num_cpus: int) -> tuple[list[str], int]:
-    """Every port pinned: Ray's defaults (6379, 8265, 10001, ...) clash with other clusters
-    on the machine, such as a developer's or another test session's."""
-    gcs, dashboard, client, node, objects, agent, agent_grpc, runtime_env, metrics = _free_ports(9)
+def _node_command(temp_dir: Path, num_cpus: int, num_gpus: int) -> list[str]:
+    """`ray start` for any node, every port pinned: Ray's defaults (6379, 8265, 10001, ...)
+    clash with other clusters on the machine, such as a developer's or another test
+    session's, and with the other nodes of this one."""
+    node, objects, agent, agent_grpc, runtime_env, metrics = _free_ports(6)
     workers = _free_port_range(WORKER_PORTS)
     ray = str(Path(sys.executable).parent / "ray")
-    command = [
-        ray, "start", "--head",
+    return [
+        ray, "start",
         "--node-ip-address", HOST,
-        "--port", str(gcs),
-        "--dashboard-host", HOST,
-        "--dashboard-port", str(dashboard),
-        "--ray-client-server-port", str(client),
         "--node-manager-port", str(node),
         "--object-manager-port", str(objects),
         "--dashboard-agent-listen-port", str(agent),
@@ -105,10 +107,23 @@ def _start_command(temp_dir: Path, num_cpus: int) -> tuple[list[str], int]:
         "--min-worker-port", str(workers),
         "--max-worker-port", str(workers + WORKER_PORTS - 1),
         "--num-cpus", str(num_cpus),
+        "--num-gpus", str(num_gpus),
         "--temp-dir", str(temp_dir),
         "--disable-usage-stats",
     ]  # fmt: skip
-    return command, dashboard
+
+
+def _head_command(temp_dir: Path, num_cpus: int) -> tuple[list[str], int, int]:
+    gcs, dashboard, client = _free_ports(3)
+    command = [
+        *_node_command(temp_dir, num_cpus, num_gpus=0),
+        "--head",
+        "--port", str(gcs),
+        "--dashboard-host", HOST,
+        "--dashboard-port", str(dashboard),
+        "--ray-client-server-port", str(client),
+    ]  # fmt: skip
+    return command, gcs, dashboard
 
 
 def _start_env(env: dict[str, str], token: str) -> dict[str, str]:
@@ -121,9 +136,8 @@ def _start_env(env: dict[str, str], token: str) -> dict[str, str]:
             "PATH": path,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": token,
-            # Ray turns --node-ip-address 127.0.0.1 into the machine's address, and GCS,
-            # raylet and agents would listen there; a single-node cluster stays on loopback.
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            # Worker nodes may join (`add_node`); Ray refuses them with this at 0.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
         }
     )
 
@@ -228,32 +242,74 @@ def stop_cluster(temp_dir: Path, grace_s: float = STOP_GRACE_S) -> None:
         time.sleep(0.2)
 
 
+def _ray_start(command: list[str], env: dict[str, str], temp_dir: Path) -> None:
+    try:
+        started = subprocess.run(
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            start_new_session=True,  # a Ctrl-C meant for the tests does not reach the cluster
+        )
+    except BaseException:
+        stop_cluster(temp_dir)
+        raise
+    if started.returncode != 0:
+        stop_cluster(temp_dir)
+        raise RayClusterError(
+            f"ray start exited with {started.returncode}:\n{started.stdout}{started.stderr}"
+        )
+
+
 def start_cluster(temp_dir: Path, env: dict[str, str], num_cpus: int = 2) -> RayCluster:
     """Start a head node keeping its files under `temp_dir` (keep the path short: Ray's
     Unix sockets live under it, and socket paths are capped at 107 bytes). Its processes,
     and so its jobs, run with `env` added, e.g. the S3 server's AWS_* variables, as a pod
     gets them from a Kubernetes Secret."""
     token = secrets.token_hex(32)
-    command, dashboard = _start_command(temp_dir, num_cpus)
-    cluster = RayCluster(f"http://{HOST}:{dashboard}", temp_dir, token)
+    command, gcs, dashboard = _head_command(temp_dir, num_cpus)
+    env = _start_env(env, token)
+    cluster = RayCluster(f"http://{HOST}:{dashboard}", f"{HOST}:{gcs}", temp_dir, token, env)
+    _ray_start(command, env, temp_dir)
     try:
-        started = subprocess.run(
-            command,
-            env=_start_env(env, token),
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT_S,
-            start_new_session=True,  # a Ctrl-C meant for the tests does not reach the cluster
-        )
-        if started.returncode != 0:
-            raise RayClusterError(
-                f"ray start exited with {started.returncode}:\n{started.stdout}{started.stderr}"
-            )
         _wait_for_job_server(cluster, START_TIMEOUT_S)
     except BaseException:
         stop_cluster(temp_dir)
         raise
     return cluster
+
+
+@dataclass(frozen=True)
+class RayNode:
+    """A worker node of a test cluster: its own raylet, agents and workers, its files in
+    its own `temp_dir`."""
+
+    temp_dir: Path
+
+    def processes(self, named: str = "") -> list[int]:
+        """Pids of the node's live processes, those whose command line holds `named`."""
+        table = _processes()
+        return sorted(
+            pid
+            for pid in _members(self.temp_dir, table)
+            if pid in table and named in table[pid].cmdline
+        )
+
+    def kill(self) -> None:
+        """The node lost, as when its machine or pod goes: every process of it SIGKILLed
+        at once, nothing told first."""
+        stop_cluster(self.temp_dir, grace_s=0)
+
+
+def add_node(cluster: RayCluster, num_cpus: int = 1, num_gpus: int = 0) -> RayNode:
+    """Start a worker node joining `cluster`, its files in a new directory under the
+    cluster's (so stopping the cluster stops it too). `num_gpus` are declared, not real:
+    Ray schedules by them, and a CPU build of torch then runs on the CPU."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="n", dir=cluster.temp_dir))
+    command = [*_node_command(temp_dir, num_cpus, num_gpus), "--address", cluster.gcs_address]
+    _ray_start(command, cluster.env, temp_dir)
+    return RayNode(temp_dir)
 
 
 @contextlib.contextmanager

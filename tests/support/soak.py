@@ -140,7 +140,7 @@ def run_processes(leader: int) -> dict[int, ProcessInfo]:
     return {pid: table[pid] for pid in members}
 
 
-def _still_running(seen: ProcessInfo) -> bool:
+def still_running(seen: ProcessInfo) -> bool:
     """Whether a process seen earlier is still alive: the same one (same start time, not a
     new process that got its pid; Ray workers rename themselves, so not the command)."""
     now = _process_info(seen.pid)
@@ -162,7 +162,9 @@ class KillReport:
 class DriverRun:
     """`shardscribe run` as a subprocess in its own session, stderr collected line by line."""
 
-    def __init__(self, command: list[str]):
+    def __init__(self, command: list[str], ray_env: dict[str, str] | None = None):
+        """`ray_env`: the variables that join a Ray cluster (RAY_ADDRESS, its token, and
+        the store's credentials); without it the run starts its own local Ray."""
         self.command = command
         self.start = time.monotonic()
         self.process = subprocess.Popen(
@@ -172,7 +174,7 @@ class DriverRun:
             text=True,
             errors="replace",
             cwd=REPO,
-            env=_run_env(),
+            env=_run_env() | (ray_env or {}),
             start_new_session=True,
         )
         self.lines: list[str] = []
@@ -237,10 +239,10 @@ class DriverRun:
         report = KillReport(at_s, committed, len(suspects), raylets)
         killed = time.monotonic()
         deadline = killed + ORPHAN_GRACE_S
-        while any(map(_still_running, suspects.values())) and time.monotonic() < deadline:
+        while any(map(still_running, suspects.values())) and time.monotonic() < deadline:
             time.sleep(0.05)
         report.settled_s = time.monotonic() - killed
-        for info in filter(_still_running, suspects.values()):
+        for info in filter(still_running, suspects.values()):
             now = _process_info(info.pid) or info
             report.orphans.append(f"{info.pid} {now.command[:120]}")
             os.kill(info.pid, signal.SIGKILL)
