@@ -106,10 +106,12 @@ class OutputSettings(Section):
 
 
 class ComputeSettings(ClusterSettings):
-    actors: int | None = Field(
+    actors: int | str | None = Field(
         default=None,
-        ge=1,
-        description="Generation actors. Unset: one per GPU when GPUs are used, else 1.",
+        description="Generation actors: N; MIN..MAX, a pool that grows while work waits and "
+        "the cluster has room (a node that joins gets actors) and shrinks when idle; or auto: "
+        "with GPUs, one per GPU the cluster has now, growing onto GPUs it adds, else 1. "
+        "Unset: auto.",
     )
     gpus_per_actor: float | None = Field(
         default=None,
@@ -135,6 +137,31 @@ class ComputeSettings(ClusterSettings):
         description="Images per generate() call. auto: sized by each actor from the memory "
         "one image's generate takes and the accelerator memory free (8 on CPU).",
     )
+
+    @field_validator("actors", mode="before")
+    @classmethod
+    def _actor_count(cls, value: Any) -> int | str | None:
+        """N, "MIN..MAX" or "auto", from YAML or a flag (where every value is a string)."""
+        text = str(value).strip() if value is not None else None
+        if text is None or text == "auto":
+            return text
+        low, dots, high = text.partition("..")
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        if dots and low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high):
+            return f"{int(low)}..{int(high)}"
+        raise ValueError("a number of actors (4), a range MIN..MAX (1..8), or auto")
+
+    def actor_pool(self, cluster_gpus: float, gpus_per_actor: float) -> tuple[int, int | None]:
+        """(least, most) generation actors; most None: as many as the cluster can hold."""
+        if isinstance(self.actors, int):
+            return self.actors, self.actors
+        if self.actors is None or self.actors == "auto":
+            if not gpus_per_actor:
+                return 1, 1
+            return max(1, int(cluster_gpus // gpus_per_actor)), None
+        low, high = self.actors.split("..")
+        return int(low), int(high)
 
     @field_validator("batch_size", mode="wrap")
     @classmethod

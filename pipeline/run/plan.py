@@ -23,26 +23,33 @@ AUTO_CHUNK_ROWS = 64  # rows per block between the CPU tasks and the actors, bat
 
 @dataclass(frozen=True)
 class ActorResources:
-    actors: int
+    min_actors: int
+    max_actors: int | None  # None: as many as the cluster can hold
     gpus_per_actor: float
     cpus_per_actor: float
     torch_threads: int | None  # None: Ray's default (its CPU reservation)
 
+    def pool(self) -> ActorPoolStrategy:
+        """Ray Data's actor pool: fixed, or autoscaling between the bounds (it adds an
+        actor while blocks wait and one can be placed, and removes idle ones)."""
+        if self.min_actors == self.max_actors:
+            return ActorPoolStrategy(size=self.min_actors)
+        return ActorPoolStrategy(min_size=self.min_actors, max_size=self.max_actors)
+
 
 def actor_resources(compute: ComputeSettings) -> ActorResources:
-    """Unset values follow the cluster: one actor per GPU when it has GPUs, else one CPU actor."""
+    """Unset values follow the cluster: one actor per GPU when it has GPUs (and more as
+    GPUs join), else one CPU actor."""
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     gpus = compute.gpus_per_actor
     if gpus is None:
         gpus = 1.0 if cluster_gpus else 0.0
-    actors = compute.actors
-    if actors is None:
-        actors = max(1, int(cluster_gpus // gpus)) if gpus else 1
+    least, most = compute.actor_pool(cluster_gpus, gpus)
     threads = compute.threads_per_actor
     if threads is None and not gpus:
         # Generation dominates on CPU; decode tasks are short and take what is left.
-        threads = shared_cpu_threads(actors)
-    return ActorResources(actors, gpus, compute.cpus_per_actor, threads)
+        threads = shared_cpu_threads(most or least)
+    return ActorResources(least, most, gpus, compute.cpus_per_actor, threads)
 
 
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:
@@ -96,7 +103,7 @@ def _plan(items: list[dict], config: JobConfig, resources: ActorResources) -> Da
                 "torch_threads": resources.torch_threads,
                 "batch_size": batch_size,
             },
-            compute=ActorPoolStrategy(size=resources.actors),
+            compute=resources.pool(),
             # Ray Data refuses `num_gpus` with batch_size=None (it wants GPU users to size
             # their batches; these actors size their own), so the GPU request reaches the
             # actors through the remote-args function, which it applies as it is.

@@ -71,6 +71,9 @@ def read_rows(
     except Exception as error:  # storage or anything else: classify, never lose the shard
         kind = FailureClass.STORAGE if isinstance(error, OSError) else FailureClass.READ
         message = f"{type(error).__name__}: {error}"
+        where = shard.paths[0] if len(shard.paths) == 1 else f"{len(shard.paths)} files"
+        if shard.paths[0] not in message:  # S3's "Access Denied" does not say of what
+            message += f" (reading {where})"
         yield marker_row(shard.id, Failure(kind, message, is_retryable(error)))
         return
     try:

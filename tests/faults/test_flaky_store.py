@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import pyarrow.parquet as pq
 import pytest
@@ -88,3 +89,44 @@ def test_a_hanging_store_cannot_stall_the_run(s3, shards, tiny_model):
     assert summary.failed["2"].startswith("timeout: no progress for 30s")
     assert summary.retries == {"timeout": 1}
     assert summary.seconds < 150
+
+
+def test_a_refused_shard_fails_at_once_naming_its_key(s3, shards, tiny_model):
+    """403 AccessDenied for one object (a bucket policy that leaves it out): that shard
+    fails on its first attempt with class storage and its key; the others commit."""
+    with flaky_proxy(
+        s3.endpoint_url, fault_rate=1.0, modes=("403",), path_filter="in/1.tar"
+    ) as proxy:
+        config = job_config(
+            "s3://flaky/in/",
+            "s3://flaky/refused/",
+            tiny_model,
+            storage=_storage(s3, proxy.endpoint_url),
+            retry={"max_attempts": 3},
+        )
+        summary = run_job(config)
+    assert proxy.stats.injected["403"] >= 1
+    assert (summary.exit_code, summary.shards_committed, list(summary.failed)) == (1, 3, ["1"])
+    assert summary.failed["1"].startswith("storage: ")
+    assert "flaky/in/1.tar" in summary.failed["1"]
+    assert summary.retries == {}  # refused is not transient: no retry
+
+
+def test_sustained_throttling_is_waited_out(s3, shards, tiny_model, reference):
+    """Every read answered 503 SlowDown for 8 s: the run backs off and completes exactly,
+    no shard failed."""
+    with flaky_proxy(s3.endpoint_url, fault_rate=1.0, modes=("503",), path_filter="in/") as proxy:
+        threading.Timer(8.0, proxy.set_fault_rate, args=(0.0,)).start()
+        config = job_config(
+            "s3://flaky/in/",
+            "s3://flaky/throttled/",
+            tiny_model,
+            storage=_storage(s3, proxy.endpoint_url),
+        )
+        summary = run_job(config)
+    assert proxy.stats.injected["503"] >= 8, proxy.stats.snapshot()
+    assert (summary.exit_code, summary.shards_committed, summary.failed) == (0, 4, {})
+    rows = _output_rows(s3, "flaky/throttled")
+    assert sorted(row["key"] for row in rows) == sorted(shards)
+    for row in rows:
+        assert row["text"] == reference.text(shards[row["key"]], max_new_tokens=12)

@@ -118,3 +118,25 @@ def test_the_label_preset_takes_a_choices_file(tmp_path):
     argv = ["run", "--input", "in", "--output", "out", "--choices", str(tmp_path / "labels.txt")]
     config = load_job_config(None, build_parser().parse_args(argv), "label")
     assert config.label.choices == ("cat", "dog")
+
+
+@pytest.mark.parametrize(
+    ("actors", "gpus", "pool"),
+    [
+        (3, 1.0, (3, 3)),
+        ("2..6", 1.0, (2, 6)),
+        ("1..1", 0.0, (1, 1)),
+        (None, 1.0, (4, None)),  # one per GPU now, more as GPUs join
+        ("auto", 0.5, (8, None)),
+        ("auto", 0.0, (1, 1)),  # CPU: one actor
+    ],
+)
+def test_actor_pool_bounds(actors, gpus, pool):
+    compute = validate_config({**BASE, "compute": {"actors": actors}}).compute
+    assert compute.actor_pool(cluster_gpus=4, gpus_per_actor=gpus) == pool
+
+
+@pytest.mark.parametrize("actors", [0, "0..2", "4..2", "many", "1.5"])
+def test_a_bad_actor_count_is_refused_with_the_forms_it_takes(actors):
+    with pytest.raises(ConfigError, match=r"compute\.actors.*MIN\.\.MAX"):
+        validate_config({**BASE, "compute": {"actors": actors}})

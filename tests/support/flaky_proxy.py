@@ -10,6 +10,9 @@ decides whether to forward it or to inject one of these faults instead:
     ``500 Internal Server Error`` with an S3 XML error body (``InternalError``).
 ``503``
     ``503 Slow Down`` with an S3 XML error body (``SlowDown``), S3's throttling answer.
+``403``
+    ``403 Forbidden`` with an S3 XML error body (``AccessDenied``), as S3 refuses an object
+    the caller's policy does not allow (use with ``path_filter`` to refuse one key).
 ``reset``
     The connection is aborted with a TCP RST and no response.
 ``delay``
@@ -42,7 +45,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-FAULT_MODES = ("500", "503", "reset", "delay")
+FAULT_MODES = ("500", "503", "403", "reset", "delay")
 ACCEPT_POLL_S = 0.1
 UPSTREAM_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 5.0
@@ -54,6 +57,7 @@ MAX_HEADER_LINES = 200
 ERROR_REPLIES = {
     "500": ("Internal Server Error", "InternalError", "We encountered an internal error."),
     "503": ("Slow Down", "SlowDown", "Please reduce your request rate."),
+    "403": ("Forbidden", "AccessDenied", "Access Denied"),
 }
 
 Write = Callable[[bytes], None]
@@ -372,7 +376,8 @@ def _discard(_: bytes) -> None:
 
 
 def error_response(mode: str, request: Request, request_id: str, close: bool) -> bytes:
-    """The complete S3-style error response for fault ``mode`` (500 or 503) to ``request``."""
+    """The complete S3-style error response for fault ``mode`` (500, 503 or 403) to
+    ``request``."""
     reason, code, message = ERROR_REPLIES[mode]
     resource = request.target.split("?", 1)[0]
     body = (
