@@ -45,7 +45,8 @@ from urllib.parse import urlsplit
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-FAULT_MODES = ("500", "503", "403", "reset", "delay")
+TRANSIENT_MODES = ("500", "503", "reset", "delay")  # what retries get through
+FAULT_MODES = (*TRANSIENT_MODES, "403")
 ACCEPT_POLL_S = 0.1
 UPSTREAM_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 5.0
@@ -641,7 +642,7 @@ def _upstream_address(upstream_url: str) -> tuple[str, int]:
 def flaky_proxy(
     upstream_url: str,
     fault_rate: float = 0.1,
-    modes: Collection[str] = FAULT_MODES,
+    modes: Collection[str] = TRANSIENT_MODES,
     seed: int = 0,
     delay_s: float = 3.0,
     methods: Collection[str] | None = None,
