@@ -50,9 +50,7 @@ class ChoiceScorer:
         if len(pixels) == 0:
             return []
         model = self.loaded.model
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(
-            self.loaded.device, self.loaded.dtype
-        )
+        tensor = self.loaded.model_input(pixels)
         with torch.inference_mode():
             hidden = model.get_encoder()(pixel_values=tensor).last_hidden_state
             totals, lengths = [], []

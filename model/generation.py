@@ -80,9 +80,7 @@ class TextGenerator:
         """Predictions for a batch of pixel arrays (N, C, H, W); sampling needs `seeds`."""
         if len(pixels) == 0:
             return []
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(
-            self.loaded.device, self.loaded.dtype
-        )
+        tensor = self.loaded.model_input(pixels)
         with torch.inference_mode():
             if not self.samples:
                 return self._predictions(self._generate(tensor))

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import AutoConfig, PreTrainedTokenizerBase, VisionEncoderDecoderModel
 
 from model.errors import ModelLoadError
+from model.pixels import processor_value_table
 from model.processors import hub_kwargs, load_error, load_processors
 from model.settings import ModelSettings
 
@@ -27,6 +29,17 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
+    value_table: torch.Tensor  # (3, 256) on the device: uint8 pixel codes -> values
+
+    def model_input(self, pixels: np.ndarray) -> torch.Tensor:
+        """Pixels as the model takes them, on its device. uint8 codes (`model.pixels`,
+        a quarter of the bytes of float32 on the way here) become the processor's values
+        there, by table lookup: the same floats the processor gives."""
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        if tensor.dtype == torch.uint8:
+            codes = tensor.long()
+            tensor = torch.stack([self.value_table[c][codes[:, c]] for c in range(3)], dim=1)
+        return tensor.to(self.dtype)
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -113,4 +126,5 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     check_special_tokens(model.config, settings.name)
     image_processor, tokenizer = load_processors(settings)
     model.to(device).eval()
-    return LoadedModel(model, image_processor, tokenizer, device, dtype)
+    table = torch.from_numpy(processor_value_table(image_processor)).to(device)
+    return LoadedModel(model, image_processor, tokenizer, device, dtype, table)

@@ -78,29 +78,63 @@ def recipe_from_file(path: str | Path) -> PixelRecipe | None:
 
 def pixel_values(images: list[Image.Image], recipe: PixelRecipe) -> np.ndarray:
     """float32 (N, 3, H, W), as the processor's `pixel_values`; RGB images in."""
-    return np.stack([_one(image, recipe) for image in images]).astype(np.float32)
+    return pixel_codes_to_values(pixel_codes(images, recipe), value_table(recipe))
 
 
-def _one(image: Image.Image, recipe: PixelRecipe) -> np.ndarray:
+def pixel_codes(images: list[Image.Image], recipe: PixelRecipe) -> np.ndarray:
+    """uint8 (N, 3, H, W): the resized (and padded) images before rescaling and
+    normalising, a quarter of the float32 pixels' bytes. `value_table` turns them into
+    the processor's values, exactly, where the model runs."""
+    return np.stack([_geometry(image, recipe) for image in images])
+
+
+def value_table(recipe: PixelRecipe) -> np.ndarray:
+    """float32 (3, 256): the processor's value for each channel and byte. Each value
+    depends only on its channel and byte, so a lookup gives exactly what rescaling and
+    normalising the whole image gives."""
+    return values_by_byte(recipe.rescale, recipe.mean, recipe.std)
+
+
+def values_by_byte(
+    rescale: float | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+) -> np.ndarray:
+    """float32 (3, 256), computed by the same operations, in the same order and types, as
+    the Pillow backends of transformers' ViT and Donut processors apply to an image."""
+    array = np.broadcast_to(np.arange(256, dtype=np.uint8), (3, 1, 256))
+    if rescale is not None:
+        array = (array.astype(np.float64) * rescale).astype(np.float32)
+    if mean is not None:
+        array = array.astype(np.float32, copy=False)
+        array = ((array.T - np.array(mean, np.float32)) / np.array(std, np.float32)).T
+    return np.ascontiguousarray(array[:, 0], dtype=np.float32)
+
+
+def processor_value_table(processor) -> np.ndarray:
+    """`value_table` from a loaded image processor's own settings."""
+    rescale = processor.rescale_factor if getattr(processor, "do_rescale", False) else None
+    normalize = getattr(processor, "do_normalize", False)
+    mean = tuple(processor.image_mean) if normalize else None
+    std = tuple(processor.image_std) if normalize else None
+    return values_by_byte(rescale, mean, std)
+
+
+def pixel_codes_to_values(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """float32 pixels from uint8 codes (N, 3, H, W) and a (3, 256) value table."""
+    return np.stack([table[channel][codes[:, channel]] for channel in range(3)], axis=1)
+
+
+def _geometry(image: Image.Image, recipe: PixelRecipe) -> np.ndarray:
     if recipe.kind == "stretch":
         if recipe.resize:
             image = image.resize((recipe.width, recipe.height), resample=recipe.resample)
-        array = np.moveaxis(np.array(image), -1, 0)
-    else:
-        if recipe.resize:  # the short side to the input's short side
-            image = _resize_short_side(image, min(recipe.height, recipe.width), recipe.resample)
-        if recipe.thumbnail:
-            image = _thumbnail(image, recipe)
-        array = np.moveaxis(np.array(image), -1, 0)
-        if recipe.pad:
-            array = _pad(array, recipe.height, recipe.width)
-    if recipe.rescale is not None:
-        array = (array.astype(np.float64) * recipe.rescale).astype(np.float32)
-    if recipe.mean is not None:
-        array = array.astype(np.float32, copy=False)
-        mean = np.array(recipe.mean, dtype=array.dtype)
-        std = np.array(recipe.std, dtype=array.dtype)
-        array = ((array.T - mean) / std).T
+        return np.moveaxis(np.array(image), -1, 0)
+    if recipe.resize:  # the short side to the input's short side
+        image = _resize_short_side(image, min(recipe.height, recipe.width), recipe.resample)
+    if recipe.thumbnail:
+        image = _thumbnail(image, recipe)
+    array = np.moveaxis(np.array(image), -1, 0)
+    if recipe.pad:
+        array = _pad(array, recipe.height, recipe.width)
     return array
 
 

@@ -24,7 +24,7 @@ from model.images import (
     pixel_arrays,
     to_rgb,
 )
-from model.pixels import pixel_values, recipe_from_file
+from model.pixels import pixel_codes, recipe_from_file
 from model.settings import ModelSettings
 from pipeline.config import InputSettings, StorageSettings
 from pipeline.errors import ShardReadError
@@ -145,8 +145,9 @@ def _aspect(row: dict[str, Any]) -> float:
 
 @dataclass(frozen=True)
 class PixelMaker:
-    """How a model's images become pixels: Pillow and numpy where `model.pixels` knows
-    the processor (no transformers or torch to import in the CPU tasks), else the
+    """How a model's images become pixels: uint8 codes made with Pillow and numpy where
+    `model.pixels` knows the processor (no transformers or torch to import in the CPU
+    tasks; the actors turn the codes into values), else float32 values from the
     checkpoint's own image processor. `max_aspect`: the widest line the model reads."""
 
     make: Callable[[list[Image.Image]], np.ndarray]
@@ -159,7 +160,8 @@ def pixel_maker(settings: ModelSettings) -> PixelMaker:
     config = Path(settings.source) / "preprocessor_config.json"
     recipe = recipe_from_file(config) if config.is_file() else None
     if recipe is not None:
-        make, limit = functools.partial(pixel_values, recipe=recipe), recipe.max_aspect_ratio
+        # uint8 codes: a quarter of the bytes to the actors, which make them values
+        make, limit = functools.partial(pixel_codes, recipe=recipe), recipe.max_aspect_ratio
     else:
         from model.processors import load_image_processor  # transformers: seconds to import
 

@@ -6,7 +6,14 @@ from PIL import Image
 from transformers import AutoImageProcessor, DonutImageProcessor, ViTImageProcessor
 
 from model.images import max_aspect_ratio
-from model.pixels import pixel_values, recipe_from_file
+from model.pixels import (
+    pixel_codes,
+    pixel_codes_to_values,
+    pixel_values,
+    processor_value_table,
+    recipe_from_file,
+    value_table,
+)
 
 SIZES = [(300, 40), (40, 300), (1, 1), (2000, 31), (1024, 32), (64, 64), (5000, 60), (17, 90)]
 
@@ -45,6 +52,12 @@ def test_pixels_equal_the_saved_processors_for_every_shape(processor, tmp_path):
         images = _images(seed)
         expected = loaded(images=images, return_tensors="np")["pixel_values"]
         assert np.array_equal(pixel_values(images, recipe), expected.astype(np.float32))
+        # what travels to the actors: a quarter of the bytes, the same values there
+        codes = pixel_codes(images, recipe)
+        assert codes.dtype == np.uint8 and codes.nbytes * 4 == expected.astype(np.float32).nbytes
+        table = processor_value_table(loaded)
+        assert np.array_equal(table, value_table(recipe))
+        assert np.array_equal(pixel_codes_to_values(codes, table), expected)
 
 
 def test_the_bundled_models_processor_is_reproduced(tmp_path):
@@ -67,3 +80,21 @@ def test_processors_it_does_not_reproduce_are_left_to_transformers(tmp_path):
     )
     for name in ("crop", "rotate", "other", "missing"):
         assert recipe_from_file(tmp_path / name / "preprocessor_config.json") is None
+
+
+def test_the_actor_turns_codes_into_the_processors_values_on_its_device(tmp_path):
+    """`LoadedModel.model_input`: uint8 codes in, the processor's float32 values out,
+    bit for bit; float pixels (from a processor model.pixels does not cover) as they are."""
+    from model.bundled import resolve_model_name
+    from model.loading import load_model
+    from model.settings import ModelSettings
+
+    loaded = load_model(ModelSettings(name="shardscribe/printed-lines"))
+    processor = AutoImageProcessor.from_pretrained(resolve_model_name("shardscribe/printed-lines"))
+    recipe = recipe_from_file(
+        f"{resolve_model_name('shardscribe/printed-lines')}/preprocessor_config.json"
+    )
+    images = _images(11)
+    expected = processor(images=images, return_tensors="np")["pixel_values"]
+    assert np.array_equal(loaded.model_input(pixel_codes(images, recipe)).numpy(), expected)
+    assert np.array_equal(loaded.model_input(expected).numpy(), expected)
