@@ -39,8 +39,6 @@ from pipeline.inputs.webdataset import tar_bytes
 from pipeline.run.runner import run_job
 from pipeline.storage import join, open_filesystem
 
-IMAGES_PER_SHARD = 16
-
 
 @dataclass(frozen=True)
 class BenchSettings:
@@ -52,6 +50,7 @@ class BenchSettings:
     actors: int
     storage: str  # "local", or a URL prefix (s3://bucket/prefix) where the shards go
     workdir: Path
+    images_per_shard: int = 16
     seed: int = 0
 
 
@@ -65,14 +64,16 @@ def line_images(count: int, seed: int) -> list[bytes]:
     return images
 
 
-def write_shards(images: list[bytes], uri: str, storage: StorageSettings) -> None:
-    """WebDataset tars of `IMAGES_PER_SHARD` images each, under any fsspec URL."""
+def write_shards(
+    images: list[bytes], uri: str, storage: StorageSettings, per_shard: int = 16
+) -> None:
+    """WebDataset tars of `per_shard` images each, under any fsspec URL."""
     fs, root = open_filesystem(uri, storage)
     fs.makedirs(root, exist_ok=True)
-    for start in range(0, len(images), IMAGES_PER_SHARD):
-        chunk = images[start : start + IMAGES_PER_SHARD]
+    for start in range(0, len(images), per_shard):
+        chunk = images[start : start + per_shard]
         members = [(f"{i:07d}.png", data) for i, data in enumerate(chunk, start)]
-        fs.pipe_file(join(root, f"part-{start // IMAGES_PER_SHARD:05d}.tar"), tar_bytes(members))
+        fs.pipe_file(join(root, f"part-{start // per_shard:05d}.tar"), tar_bytes(members))
 
 
 def model_path(settings: BenchSettings) -> str:
@@ -164,7 +165,7 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
     base = str(settings.workdir / run) if local else join(settings.storage, run)
     shards_uri = join(base, "shards")
     config = _job_config(settings, model, shards_uri, join(base, "output"))
-    write_shards(images, shards_uri, config.storage)
+    write_shards(images, shards_uri, config.storage, settings.images_per_shard)
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
@@ -180,6 +181,7 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
     return {
         "model": settings.model,
         "images": n,
+        "images_per_shard": settings.images_per_shard,
         "batch_size": settings.batch_size,
         "num_beams": settings.num_beams,
         "max_new_tokens": settings.max_new_tokens,

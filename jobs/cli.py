@@ -237,6 +237,13 @@ def _add_bench_parser(commands) -> None:
     bench.add_argument(
         "--batch-size", type=int, default=16, metavar="N", help="images per generate call"
     )
+    bench.add_argument(
+        "--images-per-shard",
+        type=int,
+        default=16,
+        metavar="N",
+        help="images per input shard (a batch may hold rows of several shards)",
+    )
     bench.add_argument("--num-beams", type=int, default=1, metavar="N", help="beams (1: greedy)")
     bench.add_argument(
         "--max-new-tokens", type=int, default=32, metavar="N", help="tokens generated per image"
@@ -406,6 +413,7 @@ def _bench(args: argparse.Namespace) -> int:
         actors=args.actors,
         storage=args.storage,
         workdir=args.dir.resolve(),
+        images_per_shard=args.images_per_shard,
     )
     print_result(run_bench(settings), args.json)
     return 0

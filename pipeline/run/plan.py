@@ -19,6 +19,9 @@ from pipeline.run.stages import GenerationStage
 
 log = logging.getLogger(__name__)
 AUTO_CHUNK_ROWS = 64  # rows per block between the CPU tasks and the actors, batch size auto
+# Blocks an actor serves at once, one thread each; their rows share model calls, so
+# shards smaller than a batch still fill it (`model.shared_batches`).
+BLOCKS_PER_ACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,14 @@ class ActorResources:
     def pool(self) -> ActorPoolStrategy:
         """Ray Data's actor pool: fixed, or autoscaling between the bounds (it adds an
         actor while blocks wait and one can be placed, and removes idle ones)."""
+        concurrency = {
+            "max_tasks_in_flight_per_actor": BLOCKS_PER_ACTOR,
+            "max_concurrent_calls_per_actor": BLOCKS_PER_ACTOR,
+            "enable_true_multi_threading": True,
+        }
         if self.min_actors == self.max_actors:
-            return ActorPoolStrategy(size=self.min_actors)
-        return ActorPoolStrategy(min_size=self.min_actors, max_size=self.max_actors)
+            return ActorPoolStrategy(size=self.min_actors, **concurrency)
+        return ActorPoolStrategy(min_size=self.min_actors, max_size=self.max_actors, **concurrency)
 
 
 def actor_resources(compute: ComputeSettings) -> ActorResources:

@@ -1,9 +1,11 @@
 """The generation stage: a Ray actor that holds the model and reads the rows the CPU
-tasks (`pipeline.run.reading`) prepared, in batches."""
+tasks (`pipeline.run.reading`) prepared, in batches that mix the blocks it serves at
+once (`model.shared_batches`)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Literal
 
 import numpy as np
@@ -21,6 +23,7 @@ from model import (
 from model.batching import auto_batch_size
 from model.choices import ChoiceScorer
 from model.settings import LabelSettings
+from model.shared_batches import SharedBatches
 from pipeline.failures import FailureClass
 from pipeline.run.rows import COMMON_NAMES, LABEL_NAMES, RESULT_SCHEMA, needs_model
 
@@ -59,6 +62,9 @@ class GenerationStage:
         )
         self.seed = generation.seed
         self.batch_size = batch_size  # "auto": sized on the first batch
+        self._sizing = threading.Lock()
+        # The blocks this actor serves at once (`plan.BLOCKS_PER_ACTOR`) share model calls.
+        self.batches = SharedBatches(self.predictor.predict, lambda: self.batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         columns = {name: list(batch[name]) for name in COMMON_NAMES}
@@ -76,15 +82,13 @@ class GenerationStage:
             todo = []
         if todo:
             seeds = [row_seed(self.seed, rows[i]["shard"], rows[i]["key"]) for i in todo]
+            pixels = batch["pixel_values"][todo]
             try:
-                for start, stop in self._batches(batch["pixel_values"], todo):
-                    rows = todo[start:stop]
-                    predictions = self.predictor.predict(
-                        batch["pixel_values"][rows], seeds[start:stop]
-                    )
-                    for i, prediction in zip(rows, predictions, strict=True):
-                        for name, column in results.items():
-                            column[i] = getattr(prediction, name)
+                self._size_batches(pixels)
+                predictions = self.batches.run(pixels, seeds)
+                for i, prediction in zip(todo, predictions, strict=True):
+                    for name, column in results.items():
+                        column[i] = getattr(prediction, name)
             except Exception as error:  # e.g. out of memory: retry the shards, not the job
                 log.exception("generation failed for a batch")
                 message = f"{type(error).__name__}: {error}"
@@ -94,13 +98,12 @@ class GenerationStage:
                     columns["retryable"][i] = True
         return pa.Table.from_pydict(columns | results, schema=RESULT_SCHEMA)
 
-    def _batches(self, pixels: np.ndarray, todo: list[int]) -> list[tuple[int, int]]:
-        """(start, stop) positions in `todo` of each generate call."""
-        if self.batch_size == "auto":
-            probe = pixels[todo[:1]]
-            self.batch_size = auto_batch_size(
-                self.predictor.loaded.device, lambda: self.predictor.predict(probe, [0])
-            )
-            log.info("batch size auto: %d images per generate call", self.batch_size)
-        size = self.batch_size
-        return [(start, min(start + size, len(todo))) for start in range(0, len(todo), size)]
+    def _size_batches(self, pixels: np.ndarray) -> None:
+        """An auto batch size is measured on the first rows, once."""
+        with self._sizing:
+            if self.batch_size == "auto":
+                probe = pixels[:1]
+                self.batch_size = auto_batch_size(
+                    self.predictor.loaded.device, lambda: self.predictor.predict(probe, [0])
+                )
+                log.info("batch size auto: %d images per generate call", self.batch_size)
