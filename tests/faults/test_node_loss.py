@@ -77,18 +77,20 @@ def nodes(cluster: RayCluster):
         node.kill()
 
 
-def _command(tiny_model: str, output: str, *flags: str) -> list[str]:
+def _command(tiny_model: str, output: str, *flags: str, source: str = "in") -> list[str]:
     return [
         *("python", "-m", "jobs", "run", "--model", tiny_model),
-        *("--input", "s3://nodes/in/", "--output", f"s3://nodes/{output}/"),
+        *("--input", f"s3://nodes/{source}/", "--output", f"s3://nodes/{output}/"),
         *("--max-new-tokens", str(MAX_NEW_TOKENS), "--batch-size", "2"),
         *("--log-interval-s", "1", "--backoff-s", "0.5", *flags),
     ]
 
 
-def _start(cluster: RayCluster, tiny_model: str, output: str, *flags: str) -> DriverRun:
+def _start(
+    cluster: RayCluster, tiny_model: str, output: str, *flags: str, source: str = "in"
+) -> DriverRun:
     env = cluster.env | {"RAY_ADDRESS": cluster.gcs_address}
-    return DriverRun(_command(tiny_model, output, *flags), ray_env=env)
+    return DriverRun(_command(tiny_model, output, *flags, source=source), ray_env=env)
 
 
 def _committed(s3, output: str) -> int:
@@ -200,13 +202,18 @@ def _actors(node: RayNode) -> list[int]:
 
 
 def test_the_actor_pool_grows_onto_a_node_that_joins(cluster, nodes, s3, expected, tiny_model):
-    """`--actors 1..2` with one worker node: when a second node joins mid-run, an actor
-    starts there and takes work; the output is exact."""
+    """`--actors 1..2` with one worker node, three times the input: when a second node
+    joins mid-run, an actor starts there and takes work; the output is exact."""
     nodes.pop().kill()
-    run = _start(cluster, tiny_model, "grown", "--actors", "1..2", "--max-new-tokens", "48")
+    fs = s3.filesystem()
+    for path in fs.glob("nodes/in/*.tar"):
+        for copy in "abc":
+            fs.copy(path, f"nodes/big/{copy}{path.rsplit('/', 1)[1]}")
+    run = _start(cluster, tiny_model, "grown", "--actors", "1..2", source="big")
     assert run.wait_until(lambda: _committed(s3, "grown") >= 1, RUN_TIMEOUT_S)
     joined = add_node(cluster, num_cpus=1, num_gpus=1)
     nodes.append(joined)
     assert run.wait_until(lambda: bool(_actors(joined)), RUN_TIMEOUT_S), run.stderr()[-3000:]
-    assert _finish(run) == (0, SHARDS), run.stderr()[-3000:]
-    assert _check(s3, "grown", expected(48)) == (0, 0, 0)
+    assert _finish(run) == (0, 3 * SHARDS), run.stderr()[-3000:]
+    tripled = {(c + shard, key): text for (shard, key), text in expected().items() for c in "abc"}
+    assert _check(s3, "grown", tripled) == (0, 0, 0)

@@ -244,3 +244,40 @@ def test_a_job_with_a_shard_that_cannot_succeed_ends_failed_naming_it(
     assert json.loads(status.stdout)["failed"] == [
         {"shard": "truncated", "error_class": "input", "error": error, "attempts": 1}
     ]
+
+
+def test_ray_job_stop_commits_the_shards_in_flight_and_a_resubmit_completes(
+    cluster, client, bucket, s3, tiny_model, reference, tmp_path
+):
+    """`ray job stop` (SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S, which
+    infra/runtime_env.yaml raises to 30 s): the job ends STOPPED saying how far it got,
+    what it committed is whole and right, and submitting it again completes the rest."""
+    shards = {f"s{i:02d}": sample_images(4, offset=4 * i) for i in range(16)}
+    _upload_shards(s3, "stop-in", shards, tmp_path)
+    entrypoint = _entrypoint("jobs.ocr", tiny_model, "stop-in", "stop-out")
+    job_id = _submit(client, entrypoint)
+    fs, deadline = s3.filesystem(), time.monotonic() + JOB_TIMEOUT_S
+    while not fs.glob("jobs/stop-out/*.parquet") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        fs.invalidate_cache()
+    stopped = _ray_job(cluster, "stop", job_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert _wait(client, job_id) == JobStatus.STOPPED
+    logs = client.get_job_logs(job_id)
+    interrupted = re.search(r"interrupted: (\d+) of 16 shards committed; rerun the same", logs)
+    assert interrupted, logs
+    committed = _output(s3, "stop-out")
+    assert len(committed) == int(interrupted.group(1)) < 16
+    expected = {
+        f"{shard}.parquet": _expected_rows(shard, images, reference, max_new_tokens=12, num_beams=4)
+        for shard, images in shards.items()
+    }
+    assert {name: _result_columns(rows) for name, rows in committed.items()} == {
+        name: expected[name] for name in committed
+    }
+
+    again = _submit(client, entrypoint)
+    assert _wait(client, again) == JobStatus.SUCCEEDED, client.get_job_logs(again)
+    assert {name: _result_columns(rows) for name, rows in _output(s3, "stop-out").items()} == (
+        expected
+    )
