@@ -315,7 +315,7 @@ OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 FREE_FIELDS: dict[str, tuple[str, ...]] = {
     "input": ("uri",),  # the same shards, moved
-    "output": ("uri", "overwrite", "lease_ttl_s"),
+    "output": ("uri", "overwrite", "lease_ttl_s", "shutdown_grace_s"),
     "model": ("device",),
     "compute": (
         "actors",
