@@ -214,9 +214,9 @@ def run_job(
     with stop_on_signals(config.output.shutdown_grace_s) as stop:
         try:
             _run(config, ShardSelection(retry_failed, max_shards), summary, stop, verbose)
-        except Stop as stop:
+        except Stop as stopped:
             committed, pending = summary.shards_committed, summary.shards_new
-            raise RunInterrupted(stop.signum, committed, pending) from None
+            raise RunInterrupted(stopped.signum, committed, pending) from None
     return summary
 
 

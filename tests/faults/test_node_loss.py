@@ -22,8 +22,8 @@ from tests.support.raycluster import RayCluster, RayNode, add_node, running_ray_
 from tests.support.soak import CORRUPT_IMAGE, DriverRun, write_input
 
 pytestmark = pytest.mark.faults
-SHARDS, PER_SHARD = 16, 6
-MAX_NEW_TOKENS = 24
+SHARDS, PER_SHARD = 24, 6
+MAX_NEW_TOKENS = 64
 RUN_TIMEOUT_S = 300.0
 DONE = re.compile(r"done: (\d+) shards committed, (\d+) already done, (\d+) failed")
 
@@ -172,7 +172,7 @@ def test_preempted_driver_commits_what_is_in_flight_and_a_rerun_completes(
     assert run.finish(RUN_TIMEOUT_S) == 143, run.stderr()[-3000:]
     assert run.elapsed - signalled < 25
     last = run.stderr().strip().splitlines()[-1]
-    stopped = re.search(r"interrupted: (\d+) of 16 shards committed; rerun the same command", last)
+    stopped = re.search(rf"interrupted: (\d+) of {SHARDS} shards committed; rerun the same", last)
     assert stopped, last
     assert _committed(s3, "preempted") == int(stopped.group(1))
     assert _check(s3, "preempted", expected())[1:] == (0, 0)  # what is committed is right
@@ -203,13 +203,17 @@ def _actors(node: RayNode) -> list[int]:
 
 def test_the_actor_pool_grows_onto_a_node_that_joins(cluster, nodes, s3, expected, tiny_model):
     """`--actors 1..2` with one worker node, three times the input: when a second node
-    joins mid-run, an actor starts there and takes work; the output is exact."""
+    joins mid-run, an actor starts there and takes work; the output is exact (greedy
+    texts do not depend on the batch size)."""
     nodes.pop().kill()
     fs = s3.filesystem()
     for path in fs.glob("nodes/in/*.tar"):
         for copy in "abc":
             fs.copy(path, f"nodes/big/{copy}{path.rsplit('/', 1)[1]}")
-    run = _start(cluster, tiny_model, "grown", "--actors", "1..2", source="big")
+    # One image per generate call: generation, not reading, is what the pool waits on,
+    # so Ray Data has a reason to grow it.
+    flags = ("--actors", "1..2", "--batch-size", "1")
+    run = _start(cluster, tiny_model, "grown", *flags, source="big")
     assert run.wait_until(lambda: _committed(s3, "grown") >= 1, RUN_TIMEOUT_S)
     joined = add_node(cluster, num_cpus=1, num_gpus=1)
     nodes.append(joined)

@@ -88,14 +88,28 @@ def _free_port_range(size: int) -> int:
     raise RayClusterError(f"no {size} consecutive free ports found")
 
 
-def _node_command(temp_dir: Path, num_cpus: int, num_gpus: int) -> list[str]:
+def _ports(count: int) -> tuple[list[int], int]:
+    """`count` free ports, and the first of WORKER_PORTS consecutive free ones, with no
+    port in both (Ray refuses a node whose components share one)."""
+    workers = _free_port_range(WORKER_PORTS)
+    for _ in range(50):
+        ports = _free_ports(count)
+        if not any(workers <= port < workers + WORKER_PORTS for port in ports):
+            return ports, workers
+    raise RayClusterError("no free ports outside the worker port range")
+
+
+def _node_command(
+    temp_dir: Path, num_cpus: int, num_gpus: int, head_ports: int = 0
+) -> tuple[list[str], list[int]]:
     """`ray start` for any node, every port pinned: Ray's defaults (6379, 8265, 10001, ...)
     clash with other clusters on the machine, such as a developer's or another test
-    session's, and with the other nodes of this one."""
-    node, objects, agent, agent_grpc, runtime_env, metrics = _free_ports(6)
-    workers = _free_port_range(WORKER_PORTS)
+    session's, and with the other nodes of this one. Also `head_ports` more free ports,
+    for the head's own servers."""
+    ports, workers = _ports(6 + head_ports)
+    node, objects, agent, agent_grpc, runtime_env, metrics = ports[:6]
     ray = str(Path(sys.executable).parent / "ray")
-    return [
+    command = [
         ray, "start",
         "--node-ip-address", HOST,
         "--node-manager-port", str(node),
@@ -111,12 +125,12 @@ def _node_command(temp_dir: Path, num_cpus: int, num_gpus: int) -> list[str]:
         "--temp-dir", str(temp_dir),
         "--disable-usage-stats",
     ]  # fmt: skip
+    return command, ports[6:]
 
 
 def _head_command(temp_dir: Path, num_cpus: int) -> tuple[list[str], int, int]:
-    gcs, dashboard, client = _free_ports(3)
-    command = [
-        *_node_command(temp_dir, num_cpus, num_gpus=0),
+    command, (gcs, dashboard, client) = _node_command(temp_dir, num_cpus, 0, head_ports=3)
+    command += [
         "--head",
         "--port", str(gcs),
         "--dashboard-host", HOST,
@@ -307,7 +321,8 @@ def add_node(cluster: RayCluster, num_cpus: int = 1, num_gpus: int = 0) -> RayNo
     cluster's (so stopping the cluster stops it too). `num_gpus` are declared, not real:
     Ray schedules by them, and a CPU build of torch then runs on the CPU."""
     temp_dir = Path(tempfile.mkdtemp(prefix="n", dir=cluster.temp_dir))
-    command = [*_node_command(temp_dir, num_cpus, num_gpus), "--address", cluster.gcs_address]
+    command, _ = _node_command(temp_dir, num_cpus, num_gpus)
+    command += ["--address", cluster.gcs_address]
     _ray_start(command, cluster.env, temp_dir)
     return RayNode(temp_dir)
 
