@@ -42,6 +42,15 @@ def _storage(s3, endpoint: str, **extra) -> dict:
     }
 
 
+def _run_through(proxy, s3, tiny_model, output: str, **sections):
+    """Run the job on bucket `flaky` through `proxy`, output under `flaky/<output>/`."""
+    storage = _storage(s3, proxy.endpoint_url, **sections.pop("storage", {}))
+    config = job_config(
+        "s3://flaky/in/", f"s3://flaky/{output}/", tiny_model, storage=storage, **sections
+    )
+    return run_job(config)
+
+
 def _output_rows(s3, prefix: str) -> list[dict]:
     fs = s3.filesystem()
     return [
@@ -53,14 +62,14 @@ def _output_rows(s3, prefix: str) -> list[dict]:
 
 def test_ten_percent_faults_still_give_the_clean_output(s3, shards, tiny_model, reference):
     with flaky_proxy(s3.endpoint_url, fault_rate=0.1, seed=7, delay_s=2.0) as proxy:
-        config = job_config(
-            "s3://flaky/in/",
-            "s3://flaky/out/",
+        summary = _run_through(
+            proxy,
+            s3,
             tiny_model,
-            storage=_storage(s3, proxy.endpoint_url, read_timeout_s=1),
+            "out",
+            storage={"read_timeout_s": 1},
             retry={"max_attempts": 5},
         )
-        summary = run_job(config)
     injected = proxy.stats.injected
     assert sum(injected.values()) >= 3, proxy.stats.snapshot()
     assert (summary.exit_code, summary.shards_committed, summary.failed) == (0, 4, {})
@@ -75,15 +84,9 @@ def test_a_hanging_store_cannot_stall_the_run(s3, shards, tiny_model):
     with flaky_proxy(
         s3.endpoint_url, fault_rate=1.0, modes=("delay",), delay_s=300, path_filter="in/2.tar"
     ) as proxy:
-        config = job_config(
-            "s3://flaky/in/",
-            "s3://flaky/hung/",
-            tiny_model,
-            storage=_storage(s3, proxy.endpoint_url),
-            # The timeout must outlast starting the actor pool (a few seconds here).
-            retry={"max_attempts": 2, "shard_timeout_s": 30},
-        )
-        summary = run_job(config)
+        # The timeout must outlast starting the actor pool (a few seconds here).
+        retry = {"max_attempts": 2, "shard_timeout_s": 30}
+        summary = _run_through(proxy, s3, tiny_model, "hung", retry=retry)
     assert summary.exit_code == 1 and summary.shards_committed == 3
     assert list(summary.failed) == ["2"]
     assert summary.failed["2"].startswith("timeout: no progress for 30s")
@@ -97,14 +100,7 @@ def test_a_refused_shard_fails_at_once_naming_its_key(s3, shards, tiny_model):
     with flaky_proxy(
         s3.endpoint_url, fault_rate=1.0, modes=("403",), path_filter="in/1.tar"
     ) as proxy:
-        config = job_config(
-            "s3://flaky/in/",
-            "s3://flaky/refused/",
-            tiny_model,
-            storage=_storage(s3, proxy.endpoint_url),
-            retry={"max_attempts": 3},
-        )
-        summary = run_job(config)
+        summary = _run_through(proxy, s3, tiny_model, "refused", retry={"max_attempts": 3})
     assert proxy.stats.injected["403"] >= 1
     assert (summary.exit_code, summary.shards_committed, list(summary.failed)) == (1, 3, ["1"])
     assert summary.failed["1"].startswith("storage: ")
@@ -117,13 +113,7 @@ def test_sustained_throttling_is_waited_out(s3, shards, tiny_model, reference):
     no shard failed."""
     with flaky_proxy(s3.endpoint_url, fault_rate=1.0, modes=("503",), path_filter="in/") as proxy:
         threading.Timer(8.0, proxy.set_fault_rate, args=(0.0,)).start()
-        config = job_config(
-            "s3://flaky/in/",
-            "s3://flaky/throttled/",
-            tiny_model,
-            storage=_storage(s3, proxy.endpoint_url),
-        )
-        summary = run_job(config)
+        summary = _run_through(proxy, s3, tiny_model, "throttled")
     assert proxy.stats.injected["503"] >= 4, proxy.stats.snapshot()  # botocore backs off
     assert (summary.exit_code, summary.shards_committed, summary.failed) == (0, 4, {})
     rows = _output_rows(s3, "flaky/throttled")
