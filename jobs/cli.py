@@ -284,6 +284,7 @@ def load_job_config(
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.cluster import disconnect_ray
     from pipeline.run.interrupts import RunInterrupted
     from pipeline.run.runner import run_job
 
@@ -296,8 +297,10 @@ def _run(args: argparse.Namespace) -> int:
             verbose=args.verbosity == "verbose",
         )
     except RunInterrupted as stopped:
+        disconnect_ray()
         log.error("%s", stopped)
         return stopped.exit_code
+    disconnect_ray()
     summary_log.info("done: %s", summary.line())
     for shard, error in sorted(summary.failed.items()):
         log.error("failed shard %s: %s", shard, error)
