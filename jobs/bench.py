@@ -32,6 +32,7 @@ import transformers
 from jobs.render import draw_line
 from jobs.samples import sample_lines
 from model import GenerationSettings, ModelSettings, TextGenerator, decode_image, load_model
+from model.engine_stats import EngineStats
 from model.images import pixel_arrays
 from model.tiny import SIZES, build_random_model
 from pipeline.config import JobConfig, StorageSettings, validate_config
@@ -109,6 +110,7 @@ class PipelineTiming:
     startup_steps: dict[str, float]  # when each start-up step ended (RunSummary.startup)
     steady_ips: float | None  # images/s from the first commit to the last
     texts: dict[str, str]  # committed text by key
+    engine: EngineStats  # what the actors' models computed
 
 
 def time_pipeline(config: JobConfig) -> PipelineTiming:
@@ -129,7 +131,7 @@ def time_pipeline(config: JobConfig) -> PipelineTiming:
     commits.sort()
     (first, first_rows), last = commits[0], commits[-1][0]
     steady = (len(texts) - first_rows) / (last - first) if last > first else None
-    return PipelineTiming(seconds, first - started, summary.startup, steady, texts)
+    return PipelineTiming(seconds, first - started, summary.startup, steady, texts, summary.engine)
 
 
 def time_bare(generator: TextGenerator, images: list[bytes], batch_size: int):
@@ -238,4 +240,11 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def print_result(result: dict[str, Any], as_json: bool) -> None:
-    print(json.dumps(result) if as_json else format_table(result))
+    if as_json:
+        print(json.dumps(result))
+    elif result.get("workload") == "mixed":
+        from jobs.bench_mixed import format_mixed
+
+        print(format_mixed(result))
+    else:
+        print(format_table(result))

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from jobs.flags import add_config_flags, overrides_from
+from model.bundled import DEFAULT_MODEL
 from model.errors import ModelLoadError
 from pipeline.config import (
     JobConfig,
@@ -226,10 +227,16 @@ def _add_bench_parser(commands) -> None:
         "bench", help="images/s of the pipeline against bare batched generate and a naive loop"
     )
     bench.add_argument(
+        "--workload",
+        choices=("uniform", "mixed"),
+        default="uniform",
+        help="uniform: the pipeline against bare generate and a naive loop; mixed: static "
+        "against continuous batching on lines of 1-80 characters in shards of 5 and 40",
+    )
+    bench.add_argument(
         "--model",
-        default="small",
         help="tiny, small or base (random weights, TrOCR-small/-base dimensions), "
-        "or a checkpoint path or hub id",
+        "or a checkpoint path or hub id [default: small; mixed: the bundled model]",
     )
     bench.add_argument(
         "--images", type=int, default=512, help="images per mode (start-up amortises over them)"
@@ -246,7 +253,10 @@ def _add_bench_parser(commands) -> None:
     )
     bench.add_argument("--num-beams", type=int, default=1, metavar="N", help="beams (1: greedy)")
     bench.add_argument(
-        "--max-new-tokens", type=int, default=32, metavar="N", help="tokens generated per image"
+        "--max-new-tokens",
+        type=int,
+        metavar="N",
+        help="tokens generated per image at most [default: 32; mixed: 96]",
     )
     bench.add_argument("--actors", type=int, default=1, help="generation actors (pipeline)")
     bench.add_argument(
@@ -284,7 +294,6 @@ def load_job_config(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.cluster import disconnect_ray
     from pipeline.run.interrupts import RunInterrupted
     from pipeline.run.runner import run_job
 
@@ -297,10 +306,13 @@ def _run(args: argparse.Namespace) -> int:
             verbose=args.verbosity == "verbose",
         )
     except RunInterrupted as stopped:
-        disconnect_ray()
         log.error("%s", stopped)
-        return stopped.exit_code
-    disconnect_ray()
+        sys.stdout.flush()
+        # Out now, past Ray's own shutdown: it would print its workers' last log lines
+        # after this one, and Ray Data's threads still reporting to a stopping Ray can end
+        # the process with status 1. What this run started goes with the driver anyway
+        # (the reaper takes a local Ray; a cluster ends the actors of a driver gone).
+        os._exit(stopped.exit_code)
     summary_log.info("done: %s", summary.line())
     for shard, error in sorted(summary.failed.items()):
         log.error("failed shard %s: %s", shard, error)
@@ -406,19 +418,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from jobs.bench import BenchSettings, print_result, run_bench
+    from jobs.bench_mixed import run_mixed_bench
 
+    mixed = args.workload == "mixed"
     settings = BenchSettings(
-        model=args.model,
+        model=args.model or (DEFAULT_MODEL if mixed else "small"),
         images=args.images,
         batch_size=args.batch_size,
         num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=args.max_new_tokens or (96 if mixed else 32),
         actors=args.actors,
         storage=args.storage,
         workdir=args.dir.resolve(),
         images_per_shard=args.images_per_shard,
     )
-    print_result(run_bench(settings), args.json)
+    print_result((run_mixed_bench if mixed else run_bench)(settings), args.json)
     return 0
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from model.engine_stats import StatsCounter
 from model.loading import LoadedModel
-from model.scores import mean_token_logprobs
+from model.scores import eos_token_ids, mean_token_logprobs
 from model.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,35 @@ def row_seed(job_seed: int, *parts: str) -> int:
 def prompt_token_ids(tokenizer, prompt: str | None) -> list[int]:
     """The decoder prompt's tokens, which the text starts from (none without a prompt)."""
     return tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+
+
+def decoder_start_ids(model, prompt_ids: list[int]) -> list[int]:
+    """The decoder's first input, as `generate` builds it: the start token, then the
+    prompt; a prompt that begins with the start token, or any prompt of a Donut model
+    (whose task token is its start), is taken as it is."""
+    start = model.generation_config.decoder_start_token_id
+    if start is None:
+        start = model.config.decoder_start_token_id
+    donut = "donut" in model.config.encoder.model_type.lower()
+    if prompt_ids and (donut or prompt_ids[0] == start):
+        return list(prompt_ids)
+    return [start, *prompt_ids]
+
+
+def count_generate(counter: StatsCounter, sequences: torch.Tensor, start: int, eos: list[int]):
+    """Counters of one `generate` call: every row computed at every step until the batch's
+    longest text ended; a row is live up to and including its end-of-sequence token."""
+    generated = sequences[:, start:]
+    rows, steps = generated.shape
+    ended = torch.isin(generated, torch.tensor(eos, device=generated.device))
+    live_steps = torch.where(ended.any(dim=1), ended.int().argmax(dim=1) + 1, steps)
+    counter.add(
+        decoder_steps=steps,
+        decoder_rows=rows * steps,
+        live_rows=int(live_steps.sum()),
+        encoder_calls=1,
+        encoder_rows=rows,
+    )
 
 
 @dataclass(frozen=True)
@@ -55,6 +85,7 @@ class TextGenerator:
         tokenizer = loaded.tokenizer
         self.prompt_ids = prompt_token_ids(tokenizer, settings.prompt)
         self.prompt_text = tokenizer.decode(self.prompt_ids, skip_special_tokens=True)
+        self.start_ids = decoder_start_ids(loaded.model, self.prompt_ids)
         config = loaded.model.generation_config
         # Hub TrOCR configs ship use_cache=False; the cache never changes outputs.
         self.generate_kwargs = settings.generate_overrides() | {"use_cache": True}
@@ -63,6 +94,7 @@ class TextGenerator:
         self.scores = score or self.returns > 1
         if self.scores:
             self.generate_kwargs |= {"output_scores": True, "return_dict_in_generate": True}
+        self.stats = StatsCounter()
         unset = "max_new_tokens" not in self.generate_kwargs and config.max_new_tokens is None
         max_length = config.max_length or 20  # generate's own fallback
         if unset and max_length <= 20:
@@ -97,12 +129,15 @@ class TextGenerator:
         if self.prompt_ids:
             prompt = torch.tensor([self.prompt_ids], device=tensor.device)
             kwargs["decoder_input_ids"] = prompt.expand(len(tensor), -1)
-        return self.loaded.model.generate(pixel_values=tensor, **kwargs)
+        output = self.loaded.model.generate(pixel_values=tensor, **kwargs)
+        sequences = output.sequences if self.scores else output
+        count_generate(self.stats, sequences, len(self.start_ids), eos_token_ids(self.loaded.model))
+        return output
 
     def _predictions(self, output) -> list[Prediction]:
         if not self.scores:
-            return [Prediction(text) for text in self._decode(output)]
-        texts = self._decode(output.sequences)
+            return [Prediction(text) for text in self.decode(output)]
+        texts = self.decode(output.sequences)
         scores = mean_token_logprobs(self.loaded.model, output).tolist()
         predictions = []
         for start in range(0, len(texts), self.returns):
@@ -116,7 +151,8 @@ class TextGenerator:
             )
         return predictions
 
-    def _decode(self, sequences: torch.Tensor) -> list[str]:
+    def decode(self, sequences: torch.Tensor) -> list[str]:
+        """Texts of generated sequences (prompt and special tokens left out)."""
         texts = self.loaded.tokenizer.batch_decode(sequences, skip_special_tokens=True)
         if self.prompt_text:
             texts = [t.removeprefix(self.prompt_text) for t in texts]

@@ -38,13 +38,6 @@ def connect_ray(address: str | None, dashboard: bool = False, verbose: bool = Fa
     context.print_on_execution_start = False
 
 
-def disconnect_ray() -> None:
-    """Leave Ray before the run's last lines are printed: Ray forwards its workers' and
-    raylets' log lines to the driver until then, and those printed while it stops (a
-    raylet's "Socket closed") would otherwise come after the summary a user reads last."""
-    ray.shutdown()
-
-
 # Ray's notes that are about Ray, not about the run: "Progress bars disabled" (we draw our
 # own), "Dataset ... execution finished", "Token authentication is enabled". Ray's
 # warnings about real problems (resources, retries) keep their level.

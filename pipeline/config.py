@@ -138,6 +138,15 @@ class ComputeSettings(ClusterSettings):
         "one image's generate takes and the accelerator memory free (8 on CPU).",
     )
 
+    batching: Literal["auto", "continuous", "static"] = Field(
+        default="auto",
+        description="continuous: each actor keeps a running set of texts being generated; "
+        "a text that ends leaves at once and the next image takes its place (same texts as "
+        "generate). static: one generate call per batch, which computes every text until "
+        "the longest ends. auto: continuous where the generation settings allow it (not "
+        "beam search, several sequences or history-dependent penalties), else static.",
+    )
+
     @field_validator("actors", mode="before")
     @classmethod
     def _actor_count(cls, value: Any) -> int | str | None:
@@ -324,6 +333,7 @@ FREE_FIELDS: dict[str, tuple[str, ...]] = {
         "threads_per_actor",
         "cpus_per_task",
         "batch_size",
+        "batching",
         "ray_address",
     ),
     "retry": ("max_attempts", "backoff_s", "backoff_max_s", "shard_timeout_s"),

@@ -10,8 +10,11 @@ row with index -1.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pyarrow as pa
 
+from model.engine_stats import EngineStats
 from pipeline.failures import Failure, FailureClass
 from pipeline.output.commit import LABEL_FIELDS
 
@@ -33,7 +36,14 @@ COMMON_FIELDS = [
     pa.field("retryable", pa.bool_()),
 ]
 COMMON_NAMES = [field.name for field in COMMON_FIELDS]
-RESULT_SCHEMA = pa.schema([*COMMON_FIELDS, pa.field("text", pa.string()), *LABEL_FIELDS])
+# What the actor's model computed since its last block, on the first row of a block (the
+# driver adds them up into the run's figures; they are not part of the output).
+ENGINE_STATS = pa.field(
+    "engine_stats", pa.struct([pa.field(f.name, pa.int64()) for f in fields(EngineStats)])
+)
+RESULT_SCHEMA = pa.schema(
+    [*COMMON_FIELDS, pa.field("text", pa.string()), *LABEL_FIELDS, ENGINE_STATS]
+)
 LABEL_NAMES = [field.name for field in LABEL_FIELDS]
 
 

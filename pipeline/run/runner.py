@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ray.data.exceptions import ExecutionTimeoutError
 
 from model import ModelLoadError, check_model
+from model.engine_stats import EngineStats
 from pipeline.cluster import connect_ray
 from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
@@ -45,6 +46,7 @@ class RunSummary:
     # Seconds from the start to the end of each start-up step: the model checked on the
     # driver, Ray up, the first generated row back on the driver, the first commit.
     startup: dict[str, float] = field(default_factory=dict)
+    engine: EngineStats = field(default_factory=EngineStats)  # what the actors computed
 
     def mark(self, step: str) -> None:
         """Note when a start-up step ended (its first time only)."""
@@ -67,6 +69,7 @@ class RunSummary:
             "rows": self.rows,
             "startup_s": self.startup,
             "row_errors": self.row_errors,
+            "generation": self.engine.figures(),
             "images_per_s": round(self.rows / self.seconds, 2) if self.seconds else 0.0,
         }
 
@@ -145,12 +148,17 @@ class _Job:
         # its shard's rows are then missing at the end, and the shard is retried.
         dataset.context.max_errored_blocks = -1
         self.stop.in_flight = lambda: set(assembler.first_row_at)
+        # Closed on the way out, whatever stops the loop: Ray Data's executor threads are
+        # then gone before Ray is (a thread of it touching a stopped Ray exits the process).
+        batches = iter(
+            dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0)
+        )
         try:
-            for batch in dataset.iter_batches(
-                batch_size=None, batch_format="pyarrow", prefetch_batches=0
-            ):
+            for batch in batches:
                 self.summary.mark("first_result")
                 for row in batch.to_pylist():
+                    if row["engine_stats"] is not None:
+                        self.summary.engine.add(row.pop("engine_stats"))
                     rows = assembler.add(row)
                     if rows is not None:
                         self._commit_or_fail(assembler, row["shard"], rows)
@@ -169,6 +177,7 @@ class _Job:
             assembler.fail_unfinished(FailureClass.LOST, f"pass aborted by {type(error).__name__}")
         finally:
             self.stop.in_flight = set
+            batches.close()
         assembler.fail_unfinished(FailureClass.LOST, "rows missing at the end of the pass")
         return assembler.failed
 

@@ -1,11 +1,13 @@
 """The generation stage: a Ray actor that holds the model and reads the rows the CPU
-tasks (`pipeline.run.reading`) prepared, in batches that mix the blocks it serves at
-once (`model.shared_batches`)."""
+tasks (`pipeline.run.reading`) prepared, with one engine (static batches or continuous
+batching, `model.continuous`) fed by every block it serves at once
+(`model.shared_batches`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -22,6 +24,8 @@ from model import (
 )
 from model.batching import auto_batch_size
 from model.choices import ChoiceScorer
+from model.continuous import engine_for
+from model.engine_stats import StatsCounter
 from model.settings import LabelSettings
 from model.shared_batches import SharedBatches
 from pipeline.failures import FailureClass
@@ -41,15 +45,17 @@ class GenerationStage:
         label: LabelSettings,
         torch_threads: int | None,
         batch_size: int | Literal["auto"],
+        batching: Literal["auto", "continuous", "static"] = "auto",
     ):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
+        # Every torch call of the model runs on this one thread (`model.shared_batches`).
+        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         self.load_error: str | None = None
+        self.stats: StatsCounter | None = None  # what the model computed (model.engine_stats)
         try:
-            loaded = load_model(model_settings)
+            loaded = self.model_thread.submit(_load, model_settings, torch_threads).result()
         except ModelLoadError as error:
             # Reported as data on every row, so the driver stops with this message; an
             # exception here would reach it only as the text of Ray's actor death.
@@ -63,8 +69,10 @@ class GenerationStage:
         self.seed = generation.seed
         self.batch_size = batch_size  # "auto": sized on the first batch
         self._sizing = threading.Lock()
-        # The blocks this actor serves at once (`plan.BLOCKS_PER_ACTOR`) share model calls.
-        self.batches = SharedBatches(self.predictor.predict, lambda: self.batch_size)
+        self.stats = getattr(self.predictor, "stats", None)  # choices mode keeps none
+        # The blocks this actor serves at once (`plan.BLOCKS_PER_ACTOR`) share one engine.
+        engine = engine_for(self.predictor, batching, lambda: self.batch_size)
+        self.batches = SharedBatches(engine, self.model_thread)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         columns = {name: list(batch[name]) for name in COMMON_NAMES}
@@ -83,6 +91,8 @@ class GenerationStage:
         if todo:
             seeds = [row_seed(self.seed, rows[i]["shard"], rows[i]["key"]) for i in todo]
             pixels = batch["pixel_values"][todo]
+            if self.stats is not None:
+                self.stats.add(images=len(pixels), pixel_bytes=pixels.nbytes)
             try:
                 self._size_batches(pixels)
                 predictions = self.batches.run(pixels, seeds)
@@ -96,14 +106,28 @@ class GenerationStage:
                     columns["shard_error"][i] = message
                     columns["shard_error_class"][i] = FailureClass.MODEL.value
                     columns["retryable"][i] = True
-        return pa.Table.from_pydict(columns | results, schema=RESULT_SCHEMA)
+        stats = [None] * n
+        if self.stats is not None and n:
+            stats[0] = self.stats.take().as_dict()
+        return pa.Table.from_pydict(
+            columns | results | {"engine_stats": stats}, schema=RESULT_SCHEMA
+        )
 
     def _size_batches(self, pixels: np.ndarray) -> None:
         """An auto batch size is measured on the first rows, once."""
         with self._sizing:
             if self.batch_size == "auto":
                 probe = pixels[:1]
-                self.batch_size = auto_batch_size(
-                    self.predictor.loaded.device, lambda: self.predictor.predict(probe, [0])
+                sizing = self.model_thread.submit(
+                    auto_batch_size,
+                    self.predictor.loaded.device,
+                    lambda: self.predictor.predict(probe, [0]),
                 )
+                self.batch_size = sizing.result()
                 log.info("batch size auto: %d images per generate call", self.batch_size)
+
+
+def _load(settings: ModelSettings, torch_threads: int | None):
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    return load_model(settings)
