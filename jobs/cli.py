@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from jobs.flags import add_config_flags, overrides_from
 from model.bundled import DEFAULT_MODEL
@@ -294,6 +295,7 @@ def load_job_config(
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Runs the job, then ends the process (`_leave`)."""
     from pipeline.run.interrupts import RunInterrupted
     from pipeline.run.runner import run_job
 
@@ -307,16 +309,23 @@ def _run(args: argparse.Namespace) -> int:
         )
     except RunInterrupted as stopped:
         log.error("%s", stopped)
-        sys.stdout.flush()
-        # Out now, past Ray's own shutdown: it would print its workers' last log lines
-        # after this one, and Ray Data's threads still reporting to a stopping Ray can end
-        # the process with status 1. What this run started goes with the driver anyway
-        # (the reaper takes a local Ray; a cluster ends the actors of a driver gone).
-        os._exit(stopped.exit_code)
+        _leave(stopped.exit_code)
     summary_log.info("done: %s", summary.line())
     for shard, error in sorted(summary.failed.items()):
         log.error("failed shard %s: %s", shard, error)
-    return summary.exit_code
+    _leave(summary.exit_code)
+
+
+def _leave(code: int) -> NoReturn:
+    """End the process now, past Ray's own shutdown. That shutdown takes 1.5-3 s for a
+    local Ray, prints its workers' last log lines after the run's, and Ray Data's threads
+    still reporting to a stopping Ray can end the process with status 1. What the run
+    started goes with its driver anyway: the reaper stops a local Ray (`pipeline/reaper.py`),
+    a cluster ends the actors of a driver that is gone. Everything is committed, recorded
+    and released by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -15,11 +15,11 @@ _HOMES = {
     "decode_image": "model.images",
     "pixel_arrays": "model.images",
     "LoadedModel": "model.loading",
-    "check_model": "model.loading",
+    "check_model": "model.checking",
     "load_model": "model.loading",
     "ModelLoadError": "model.errors",
     "TextGenerator": "model.generation",
-    "row_seed": "model.generation",
+    "row_seed": "model.settings",
     "build_tiny_model": "model.tiny",
 }
 __all__ = sorted(_HOMES)

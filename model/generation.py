@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,12 +15,6 @@ from model.scores import eos_token_ids, mean_token_logprobs
 from model.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
-
-
-def row_seed(job_seed: int, *parts: str) -> int:
-    """A sampling seed derived from the job seed and the row's identity (shard, key)."""
-    text = "\0".join([str(job_seed), *parts])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def prompt_token_ids(tokenizer, prompt: str | None) -> list[int]:

@@ -6,6 +6,7 @@ They live in `model/` so that the model code can be used without the pipeline;
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -123,6 +124,12 @@ class GenerationSettings(BaseModel):
             "num_return_sequences",
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+def row_seed(job_seed: int, *parts: str) -> int:
+    """A sampling seed derived from the job seed and the row's identity (shard, key)."""
+    text = "\0".join([str(job_seed), *parts])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 class LabelSettings(BaseModel):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ray.data.exceptions import ExecutionTimeoutError
 
-from model import ModelLoadError, check_model
 from model.engine_stats import EngineStats
+from model.errors import ModelLoadError
+from model.settings import ModelSettings
 from pipeline.cluster import connect_ray
 from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
@@ -43,8 +45,9 @@ class RunSummary:
     seconds: float = 0.0
     run_id: str = field(default_factory=new_run_id)
     started: float = field(default_factory=time.time)
-    # Seconds from the start to the end of each start-up step: the model checked on the
-    # driver, Ray up, the first generated row back on the driver, the first commit.
+    # Seconds from the start to the end of each start-up step: Ray up, the model checked
+    # on the driver (the two overlap), the first generated row back on the driver, the
+    # first commit.
     startup: dict[str, float] = field(default_factory=dict)
     engine: EngineStats = field(default_factory=EngineStats)  # what the actors computed
 
@@ -237,19 +240,28 @@ def _run(
     verbose: bool,
 ) -> None:
     start = time.monotonic()
-    input_fs, input_root = open_filesystem(config.input.uri, config.storage)
-    output_fs, output_root = open_filesystem(config.output.uri, config.storage)
-    same_store = type(input_fs) is type(output_fs)
-    shards = discover_shards(
-        input_fs, input_root, config.input, exclude=output_root if same_store else None
-    )
-    identity = check_model(config.model)
-    summary.mark("model_checked")
+    with ThreadPoolExecutor(1, thread_name_prefix="check-model") as checking:
+        # The check imports transformers and torch (seconds): it runs while the shards are
+        # listed and Ray starts. Nothing is written to the output before it passes.
+        checked = checking.submit(_check_model, config.model)
+        input_fs, input_root = open_filesystem(config.input.uri, config.storage)
+        output_fs, output_root = open_filesystem(config.output.uri, config.storage)
+        same_store = type(input_fs) is type(output_fs)
+        shards = discover_shards(
+            input_fs, input_root, config.input, exclude=output_root if same_store else None
+        )
+        ledger = Ledger(output_fs, output_root)
+        with storage_access(config.output.uri):
+            waiting, _ = split_committed(shards, output_fs, output_root)
+        if config.output.overwrite or selection.pick(waiting, ledger):  # Ray is needed
+            connect_ray(config.compute.ray_address, verbose=verbose)
+            summary.mark("ray_started")
+        identity = checked.result()
+        summary.mark("model_checked")
     lease = OutputLease(output_fs, output_root, config.output.lease_ttl_s)
     with storage_access(config.output.uri):
         lease.acquire()
     try:
-        ledger = Ledger(lease.fs, lease.root)
         fingerprint = ledger.start_run(
             run_settings(config, identity),
             absolute_url(config.input.uri),
@@ -266,6 +278,12 @@ def _run(
             ledger.record_run(summary.record(finished=True))
     finally:
         lease.release()
+
+
+def _check_model(settings: ModelSettings) -> str:
+    from model.checking import check_model  # transformers, torch: in the thread, not before
+
+    return check_model(settings)
 
 
 def _run_shards(
@@ -292,8 +310,6 @@ def _run_shards(
         what = "no failed shards to retry" if selection.retry_failed else "nothing new to process"
         log.info("%s: every shard under %s is committed", what, config.input.uri)
         return
-    connect_ray(config.compute.ray_address, verbose=verbose)
-    summary.mark("ray_started")
     progress = Progress(len(pending), config.progress.log_interval_s)
     job = _Job(config, ledger, lease, fingerprint, summary, progress, stop)
     _run_with_retries(job, pending, actor_resources(config.compute))

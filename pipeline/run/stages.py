@@ -1,33 +1,17 @@
-"""The generation stage: a Ray actor that holds the model and reads the rows the CPU
-tasks (`pipeline.run.reading`) prepared, with one engine (static batches or continuous
-batching, `model.continuous`) fed by every block it serves at once
-(`model.shared_batches`)."""
+"""The generation stage: a Ray actor that holds the model (`model.serving`) and reads
+the rows the CPU tasks (`pipeline.run.reading`) prepared. Every block it serves at once
+feeds the same engine: static batches or continuous batching (`model.continuous`)."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import torch
 
-from model import (
-    GenerationSettings,
-    ModelLoadError,
-    ModelSettings,
-    TextGenerator,
-    load_model,
-    row_seed,
-)
-from model.batching import auto_batch_size
-from model.choices import ChoiceScorer
-from model.continuous import engine_for
-from model.engine_stats import StatsCounter
-from model.settings import LabelSettings
-from model.shared_batches import SharedBatches
+from model.errors import ModelLoadError
+from model.settings import GenerationSettings, LabelSettings, ModelSettings, row_seed
 from pipeline.failures import FailureClass
 from pipeline.run.rows import COMMON_NAMES, LABEL_NAMES, RESULT_SCHEMA, needs_model
 
@@ -35,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class GenerationStage:
-    """Ray actor stage: the model is loaded once per actor, then batched generate (or, in
-    choices mode, batched scoring of the given labels)."""
+    """Ray actor stage: the model is loaded once per actor, then generation (or, in
+    choices mode, scoring of the given labels) for the rows of every block it serves."""
 
     def __init__(
         self,
@@ -47,32 +31,24 @@ class GenerationStage:
         batch_size: int | Literal["auto"],
         batching: Literal["auto", "continuous", "static"] = "auto",
     ):
+        # Here, not at the top: the driver imports this module to hand Ray the class and
+        # starts faster without torch and the model code, which only the actor needs.
         from transformers.utils import logging as hf_logging
 
+        from model.serving import ModelServer
+
         hf_logging.disable_progress_bar()
-        # Every torch call of the model runs on this one thread (`model.shared_batches`).
-        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self.seed = generation.seed
         self.load_error: str | None = None
-        self.stats: StatsCounter | None = None  # what the model computed (model.engine_stats)
+        self.server: ModelServer | None = None
         try:
-            loaded = self.model_thread.submit(_load, model_settings, torch_threads).result()
+            self.server = ModelServer(
+                model_settings, generation, label, torch_threads, batch_size, batching
+            )
         except ModelLoadError as error:
             # Reported as data on every row, so the driver stops with this message; an
             # exception here would reach it only as the text of Ray's actor death.
             self.load_error = str(error)
-            return
-        self.predictor = (
-            TextGenerator(loaded, generation, score=label.score)
-            if label.choices is None
-            else ChoiceScorer(loaded, label.choices, generation.prompt)
-        )
-        self.seed = generation.seed
-        self.batch_size = batch_size  # "auto": sized on the first batch
-        self._sizing = threading.Lock()
-        self.stats = getattr(self.predictor, "stats", None)  # choices mode keeps none
-        # The blocks this actor serves at once (`plan.BLOCKS_PER_ACTOR`) share one engine.
-        engine = engine_for(self.predictor, batching, lambda: self.batch_size)
-        self.batches = SharedBatches(engine, self.model_thread)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         columns = {name: list(batch[name]) for name in COMMON_NAMES}
@@ -91,11 +67,8 @@ class GenerationStage:
         if todo:
             seeds = [row_seed(self.seed, rows[i]["shard"], rows[i]["key"]) for i in todo]
             pixels = batch["pixel_values"][todo]
-            if self.stats is not None:
-                self.stats.add(images=len(pixels), pixel_bytes=pixels.nbytes)
             try:
-                self._size_batches(pixels)
-                predictions = self.batches.run(pixels, seeds)
+                predictions = self.server.predict(pixels, seeds)
                 for i, prediction in zip(todo, predictions, strict=True):
                     for name, column in results.items():
                         column[i] = getattr(prediction, name)
@@ -107,27 +80,9 @@ class GenerationStage:
                     columns["shard_error_class"][i] = FailureClass.MODEL.value
                     columns["retryable"][i] = True
         stats = [None] * n
-        if self.stats is not None and n:
-            stats[0] = self.stats.take().as_dict()
+        taken = self.server.take_stats() if self.server is not None else None
+        if taken is not None and n:
+            stats[0] = taken.as_dict()
         return pa.Table.from_pydict(
             columns | results | {"engine_stats": stats}, schema=RESULT_SCHEMA
         )
-
-    def _size_batches(self, pixels: np.ndarray) -> None:
-        """An auto batch size is measured on the first rows, once."""
-        with self._sizing:
-            if self.batch_size == "auto":
-                probe = pixels[:1]
-                sizing = self.model_thread.submit(
-                    auto_batch_size,
-                    self.predictor.loaded.device,
-                    lambda: self.predictor.predict(probe, [0]),
-                )
-                self.batch_size = sizing.result()
-                log.info("batch size auto: %d images per generate call", self.batch_size)
-
-
-def _load(settings: ModelSettings, torch_threads: int | None):
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    return load_model(settings)

@@ -188,3 +188,17 @@ def test_help_and_status_do_not_import_torch_or_transformers(tmp_path):
             [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60
         )
         assert result.stdout.splitlines()[-1] == "heavy: []", (args, result.stdout[-500:])
+
+
+def test_the_driver_starts_without_torch_or_transformers():
+    """The runner and the plan (which names the generation stage) import neither: the
+    model check imports them in a thread while Ray starts, the actor for itself."""
+    probe = (
+        "import sys\n"
+        "import pipeline.run.runner, pipeline.run.plan, pipeline.run.stages\n"
+        "print('heavy:', sorted({'torch', 'transformers'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.splitlines()[-1] == "heavy: []", result.stderr[-2000:]
