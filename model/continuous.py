@@ -36,7 +36,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from model.generation import Prediction, TextGenerator
+from model.generation import GENERATE_MAX_LENGTH, Prediction, TextGenerator
 from model.scores import eos_token_ids
 from model.shared_batches import Engine, StaticEngine
 
@@ -70,7 +70,7 @@ _HISTORY_PROCESSORS = {
     "top_h": None,
 }
 # What `generate` takes for a setting that neither the checkpoint nor the job sets.
-_DEFAULTS = {"num_beams": 1, "num_return_sequences": 1, "max_length": 20}
+_DEFAULTS = {"num_beams": 1, "num_return_sequences": 1, "max_length": GENERATE_MAX_LENGTH}
 _SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": 50, "top_p": 1.0}
 
 
@@ -298,10 +298,11 @@ class ContinuousEngine:
 
     def _leave(self) -> list[tuple[Any, Prediction]]:
         """Take the rows that ended out of the set, and the cache columns no row uses."""
-        keep = [i for i, row in enumerate(self.rows) if not self._ended(row)]
-        if len(keep) == len(self.rows):
+        ends = [self._ended(row) for row in self.rows]
+        if not any(ends):
             return []
-        ended = [row for row in self.rows if self._ended(row)]
+        ended = [row for row, end in zip(self.rows, ends, strict=True) if end]
+        keep = [i for i, end in enumerate(ends) if not end]
         self.rows = [self.rows[i] for i in keep]
         if not self.rows:
             self._clear()

@@ -15,6 +15,7 @@ from model.scores import eos_token_ids, mean_token_logprobs
 from model.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
+GENERATE_MAX_LENGTH = 20  # what generate stops at when nothing sets a length
 
 
 def prompt_token_ids(tokenizer, prompt: str | None) -> list[int]:
@@ -89,8 +90,8 @@ class TextGenerator:
             self.generate_kwargs |= {"output_scores": True, "return_dict_in_generate": True}
         self.stats = StatsCounter()
         unset = "max_new_tokens" not in self.generate_kwargs and config.max_new_tokens is None
-        max_length = config.max_length or 20  # generate's own fallback
-        if unset and max_length <= 20:
+        max_length = config.max_length or GENERATE_MAX_LENGTH
+        if unset and max_length <= GENERATE_MAX_LENGTH:
             log.warning(
                 "max_new_tokens is unset and the model stops at max_length=%d tokens, "
                 "which cuts long lines; set generation.max_new_tokens (--max-new-tokens)",

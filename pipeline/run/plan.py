@@ -19,10 +19,9 @@ from pipeline.run.stages import GenerationStage
 
 log = logging.getLogger(__name__)
 AUTO_CHUNK_ROWS = 64  # rows per block between the CPU tasks and the actors, batch size auto
-# Blocks an actor serves at once, one thread each; their rows share one engine, so
-# shards smaller than a batch still fill it (`model.shared_batches`). A CPU actor with
-# static batches serves one: there a batch of 5 is as fast as one of 16 (generate is
-# compute-bound), and the threads cost a little.
+# Blocks an actor serves at once, one thread each; their rows feed one engine on the
+# actor's model thread, so shards smaller than a batch still fill it
+# (`model.shared_batches`), and a continuous set stays full while blocks end.
 BLOCKS_PER_ACTOR = 16
 
 
@@ -33,20 +32,17 @@ class ActorResources:
     gpus_per_actor: float
     cpus_per_actor: float
     torch_threads: int | None  # None: Ray's default (its CPU reservation)
-    blocks_per_actor: int = 1  # blocks an actor serves at once
 
     def pool(self) -> ActorPoolStrategy:
         """Ray Data's actor pool: fixed, or autoscaling between the bounds (it adds an
         actor while blocks wait and one can be placed, and removes idle ones)."""
-        concurrency = {}
-        if self.blocks_per_actor > 1:
-            concurrency = {
-                # Twice as many queued as served: Ray Data grows the pool only when an
-                # actor's queue exceeds 1.75x what it serves at once.
-                "max_tasks_in_flight_per_actor": 2 * self.blocks_per_actor,
-                "max_concurrent_calls_per_actor": self.blocks_per_actor,
-                "enable_true_multi_threading": True,
-            }
+        concurrency = {
+            # Twice as many queued as served: Ray Data grows the pool only when an actor's
+            # queue exceeds 1.75x what it serves at once.
+            "max_tasks_in_flight_per_actor": 2 * BLOCKS_PER_ACTOR,
+            "max_concurrent_calls_per_actor": BLOCKS_PER_ACTOR,
+            "enable_true_multi_threading": True,
+        }
         if self.min_actors == self.max_actors:
             return ActorPoolStrategy(size=self.min_actors, **concurrency)
         return ActorPoolStrategy(min_size=self.min_actors, max_size=self.max_actors, **concurrency)
@@ -64,7 +60,7 @@ def actor_resources(compute: ComputeSettings) -> ActorResources:
     if threads is None and not gpus:
         # Generation dominates on CPU; decode tasks are short and take what is left.
         threads = shared_cpu_threads(most or least)
-    return ActorResources(least, most, gpus, compute.cpus_per_actor, threads, BLOCKS_PER_ACTOR)
+    return ActorResources(least, most, gpus, compute.cpus_per_actor, threads)
 
 
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:
