@@ -131,7 +131,8 @@ def time_pipeline(config: JobConfig) -> PipelineTiming:
     commits.sort()
     (first, first_rows), last = commits[0], commits[-1][0]
     steady = (len(texts) - first_rows) / (last - first) if last > first else None
-    return PipelineTiming(seconds, first - started, summary.startup, steady, texts, summary.engine)
+    steps = summary.startup_steps()
+    return PipelineTiming(seconds, first - started, steps, steady, texts, summary.engine)
 
 
 def time_bare(generator: TextGenerator, images: list[bytes], batch_size: int):
@@ -230,6 +231,8 @@ def format_table(result: dict[str, Any]) -> str:
         *(f"{name:9} {ips:>9.2f}  {what}" for name, ips, what in rows),
         f"pipeline start-up {result['pipeline_startup_s']:.1f}s (first shard committed), "
         f"steady {result['pipeline_steady_ips'] or 0:.2f} images/s after it",
+        "start-up steps (s from the start): "
+        + ", ".join(f"{step} {s:.1f}" for step, s in result["pipeline_startup_steps_s"].items()),
         f"pipeline / bare = {result['pipeline_vs_bare']:.2f} "
         f"(steady: {result['pipeline_steady_vs_bare'] or 0:.2f}), "
         f"bare / naive = {result['bare_vs_naive']:.2f}, "

@@ -41,8 +41,26 @@ COMMON_NAMES = [field.name for field in COMMON_FIELDS]
 ENGINE_STATS = pa.field(
     "engine_stats", pa.struct([pa.field(f.name, pa.int64()) for f in fields(EngineStats)])
 )
+# When an actor reached each step of its start-up (seconds since the epoch), on the
+# first row it returns: the driver puts them beside its own start-up steps.
+ACTOR_STARTUP_STEPS = (
+    "actor_started",  # its worker process up, running the stage's constructor
+    "model_imported",  # torch, transformers and the model code imported
+    "model_loaded",
+    "first_read",  # the first block of read and preprocessed rows reached it
+    "first_generated",  # the first block's rows generated
+)
+ACTOR_STARTUP = pa.field(
+    "actor_startup", pa.struct([pa.field(step, pa.float64()) for step in ACTOR_STARTUP_STEPS])
+)
 RESULT_SCHEMA = pa.schema(
-    [*COMMON_FIELDS, pa.field("text", pa.string()), *LABEL_FIELDS, ENGINE_STATS]
+    [
+        *COMMON_FIELDS,
+        pa.field("text", pa.string()),
+        *LABEL_FIELDS,
+        ENGINE_STATS,
+        ACTOR_STARTUP,
+    ]
 )
 LABEL_NAMES = [field.name for field in LABEL_FIELDS]
 

@@ -26,9 +26,17 @@ from pipeline.run.assembler import ShardAssembler
 from pipeline.run.interrupts import RunInterrupted, Stop, StopRequest, stop_on_signals
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress, rate_text
+from pipeline.run.rows import ACTOR_STARTUP_STEPS
 from pipeline.storage import absolute_url, open_filesystem, storage_access
 
 log = logging.getLogger(__name__)
+STARTUP_STEPS = (
+    "ray_started",
+    "model_checked",
+    *ACTOR_STARTUP_STEPS,
+    "first_result",  # the first generated rows back on the driver
+    "first_commit",
+)
 
 
 @dataclass
@@ -45,15 +53,27 @@ class RunSummary:
     seconds: float = 0.0
     run_id: str = field(default_factory=new_run_id)
     started: float = field(default_factory=time.time)
-    # Seconds from the start to the end of each start-up step: Ray up, the model checked
-    # on the driver (the two overlap), the first generated row back on the driver, the
-    # first commit.
+    # Seconds from the start to the end of each start-up step (STARTUP_STEPS): Ray up,
+    # the model checked on the driver (the two overlap), the actors' steps, the first
+    # generated row back on the driver, the first commit.
     startup: dict[str, float] = field(default_factory=dict)
     engine: EngineStats = field(default_factory=EngineStats)  # what the actors computed
 
     def mark(self, step: str) -> None:
         """Note when a start-up step ended (its first time only)."""
         self.startup.setdefault(step, round(time.time() - self.started, 2))
+
+    def mark_actor(self, steps: dict[str, float | None]) -> None:
+        """An actor's start-up steps, as times since the epoch: each the earliest of any
+        actor's."""
+        for step, at in steps.items():
+            if at is not None:
+                seconds = round(at - self.started, 2)
+                self.startup[step] = min(self.startup.get(step, seconds), seconds)
+
+    def startup_steps(self) -> dict[str, float]:
+        """The start-up steps reached, in the order a run takes them."""
+        return {step: self.startup[step] for step in STARTUP_STEPS if step in self.startup}
 
     @property
     def exit_code(self) -> int:
@@ -70,7 +90,7 @@ class RunSummary:
             "shards_committed": self.shards_committed,
             "shards_failed": len(self.failed),
             "rows": self.rows,
-            "startup_s": self.startup,
+            "startup_s": self.startup_steps(),
             "row_errors": self.row_errors,
             "generation": self.engine.figures(),
             "images_per_s": round(self.rows / self.seconds, 2) if self.seconds else 0.0,
@@ -162,6 +182,8 @@ class _Job:
                 for row in batch.to_pylist():
                     if row["engine_stats"] is not None:
                         self.summary.engine.add(row.pop("engine_stats"))
+                    if row["actor_startup"] is not None:
+                        self.summary.mark_actor(row.pop("actor_startup"))
                     rows = assembler.add(row)
                     if rows is not None:
                         self._commit_or_fail(assembler, row["shard"], rows)

@@ -5,6 +5,8 @@ feeds the same engine: static batches or continuous batching (`model.continuous`
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Literal
 
 import numpy as np
@@ -13,7 +15,13 @@ import pyarrow as pa
 from model.errors import ModelLoadError
 from model.settings import GenerationSettings, LabelSettings, ModelSettings, row_seed
 from pipeline.failures import FailureClass
-from pipeline.run.rows import COMMON_NAMES, LABEL_NAMES, RESULT_SCHEMA, needs_model
+from pipeline.run.rows import (
+    ACTOR_STARTUP_STEPS,
+    COMMON_NAMES,
+    LABEL_NAMES,
+    RESULT_SCHEMA,
+    needs_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +39,16 @@ class GenerationStage:
         batch_size: int | Literal["auto"],
         batching: Literal["auto", "continuous", "static"] = "auto",
     ):
+        # When each start-up step ended, sent back once with the first rows (then None).
+        self.startup: dict[str, float] | None = {"actor_started": time.time()}
+        self._startup_sent = threading.Lock()
         # Here, not at the top: the driver imports this module to hand Ray the class and
         # starts faster without torch and the model code, which only the actor needs.
         from transformers.utils import logging as hf_logging
 
         from model.serving import ModelServer
 
+        self.startup["model_imported"] = time.time()
         hf_logging.disable_progress_bar()
         self.seed = generation.seed
         self.load_error: str | None = None
@@ -45,12 +57,16 @@ class GenerationStage:
             self.server = ModelServer(
                 model_settings, generation, label, torch_threads, batch_size, batching
             )
+            self.startup["model_loaded"] = time.time()
         except ModelLoadError as error:
             # Reported as data on every row, so the driver stops with this message; an
             # exception here would reach it only as the text of Ray's actor death.
             self.load_error = str(error)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        steps = self.startup
+        if steps is not None:
+            steps.setdefault("first_read", time.time())
         columns = {name: list(batch[name]) for name in COMMON_NAMES}
         values = zip(*columns.values(), strict=True)
         rows = [dict(zip(columns, row, strict=True)) for row in values]
@@ -79,10 +95,22 @@ class GenerationStage:
                     columns["shard_error"][i] = message
                     columns["shard_error_class"][i] = FailureClass.MODEL.value
                     columns["retryable"][i] = True
-        stats = [None] * n
+        stats, startup = [None] * n, [None] * n
         taken = self.server.take_stats() if self.server is not None else None
         if taken is not None and n:
             stats[0] = taken.as_dict()
+        if n:
+            startup[0] = self._take_startup()
         return pa.Table.from_pydict(
-            columns | results | {"engine_stats": stats}, schema=RESULT_SCHEMA
+            columns | results | {"engine_stats": stats, "actor_startup": startup},
+            schema=RESULT_SCHEMA,
         )
+
+    def _take_startup(self) -> dict[str, float | None] | None:
+        """The start-up times, for the first block this actor returns; then None."""
+        with self._startup_sent:
+            if self.startup is None:
+                return None
+            startup, self.startup = self.startup, None
+        startup.setdefault("first_generated", time.time())
+        return {step: startup.get(step) for step in ACTOR_STARTUP_STEPS}

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.inputs.shards import Shard
 from pipeline.output.listing import iter_committed, split_committed
-from pipeline.run.runner import run_job
+from pipeline.run.runner import STARTUP_STEPS, run_job
 from tests.conftest import job_config
 from tests.support.cli import shardscribe
 from tests.support.data import sample_images, webdataset_members, write_tar
@@ -92,6 +92,8 @@ def test_scheduled_runs_process_only_new_shards_and_keep_a_history(tiny_model, t
     ]
     assert all(r["ended"] >= r["started"] and r["shards_total"] >= 2 for r in runs)
     assert runs[0]["images_per_s"] > 0
+    assert list(runs[0]["startup_s"]) == list(STARTUP_STEPS)  # the actor's steps too
+    assert list(runs[2]["startup_s"]) == ["model_checked"]  # nothing to do: no Ray, no actor
     table = shardscribe("status", str(tmp_path / "out"), "--runs").stdout.splitlines()
     assert table[0].split()[:3] == ["run", "started", "(UTC)"]
     assert [line.split()[0] for line in table[1:]] == [r["run"] for r in runs]
