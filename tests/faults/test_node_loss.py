@@ -25,6 +25,7 @@ pytestmark = pytest.mark.faults
 SHARDS, PER_SHARD = 24, 6
 MAX_NEW_TOKENS = 64
 RUN_TIMEOUT_S = 300.0
+COPIES = "abcde"  # of the input, for the run the pool grows in
 DONE = re.compile(r"done: (\d+) shards committed, (\d+) already done, (\d+) failed")
 
 
@@ -202,13 +203,15 @@ def _actors(node: RayNode) -> list[int]:
 
 
 def test_the_actor_pool_grows_onto_a_node_that_joins(cluster, nodes, s3, expected, tiny_model):
-    """`--actors 1..2` with one worker node, three times the input: when a second node
+    """`--actors 1..2` with one worker node, five times the input: when a second node
     joins mid-run, an actor starts there and takes work; the output is exact (greedy
-    texts do not depend on the batch size)."""
+    texts do not depend on the batch size). Ray Data grows the pool only while the
+    actor's queue stays near full, which a loaded machine may take a while to see (with
+    three times the input, 2 of 5 runs here ended before it grew)."""
     nodes.pop().kill()
     fs = s3.filesystem()
     for path in fs.glob("nodes/in/*.tar"):
-        for copy in "abc":
+        for copy in COPIES:
             fs.copy(path, f"nodes/big/{copy}{path.rsplit('/', 1)[1]}")
     # One image per generate call: generation, not reading, is what the pool waits on,
     # so Ray Data has a reason to grow it.
@@ -218,6 +221,6 @@ def test_the_actor_pool_grows_onto_a_node_that_joins(cluster, nodes, s3, expecte
     joined = add_node(cluster, num_cpus=1, num_gpus=1)
     nodes.append(joined)
     assert run.wait_until(lambda: bool(_actors(joined)), RUN_TIMEOUT_S), run.stderr()[-3000:]
-    assert _finish(run) == (0, 3 * SHARDS), run.stderr()[-3000:]
-    tripled = {(c + shard, key): text for (shard, key), text in expected().items() for c in "abc"}
-    assert _check(s3, "grown", tripled) == (0, 0, 0)
+    assert _finish(run) == (0, len(COPIES) * SHARDS), run.stderr()[-3000:]
+    copied = {(c + shard, key): text for (shard, key), text in expected().items() for c in COPIES}
+    assert _check(s3, "grown", copied) == (0, 0, 0)
