@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ class ActorResources:
         """Ray Data's actor pool: fixed, or autoscaling between the bounds (it adds an
         actor while blocks wait and one can be placed, and removes idle ones)."""
         concurrency = {
-            # Twice as many queued as served: Ray Data grows the pool only when an actor's
-            # queue exceeds 1.75x what it serves at once.
+            # Twice as many queued as served, so blocks wait on the actor, ready, and the
+            # pool sees them (it grows at 1x what its actors serve; see build_plan).
             "max_tasks_in_flight_per_actor": 2 * BLOCKS_PER_ACTOR,
             "max_concurrent_calls_per_actor": BLOCKS_PER_ACTOR,
             "enable_true_multi_threading": True,
@@ -80,7 +81,15 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
         # `max_task_retries` (removal announced for 2.64, hence the bound in
         # pyproject.toml) and offers no named replacement for either yet.
         warnings.simplefilter("ignore", RayDeprecationWarning)
-        return _plan(items, config, resources)
+        dataset = _plan(items, config, resources)
+    # An actor's blocks all feed one engine, so an actor serving BLOCKS_PER_ACTOR of them
+    # is saturated: an autoscaling pool grows then, where an actor can be placed. Ray
+    # Data's default (1.75: as many again three quarters queued) waited for a queue the
+    # reads did not always build; a node that joined mid-run then got no actor.
+    dataset.context.autoscaling_config = dataclasses.replace(
+        dataset.context.autoscaling_config, actor_pool_util_upscaling_threshold=1.0
+    )
+    return dataset
 
 
 def _plan(items: list[dict], config: JobConfig, resources: ActorResources) -> Dataset:
