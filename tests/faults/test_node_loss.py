@@ -205,9 +205,9 @@ def _actors(node: RayNode) -> list[int]:
 def test_the_actor_pool_grows_onto_a_node_that_joins(cluster, nodes, s3, expected, tiny_model):
     """`--actors 1..2` with one worker node, five times the input: when a second node
     joins mid-run, an actor starts there and takes work; the output is exact (greedy
-    texts do not depend on the batch size). Ray Data grows the pool only while the
-    actor's queue stays near full, which a loaded machine may take a while to see (with
-    three times the input, 2 of 5 runs here ended before it grew)."""
+    texts do not depend on the batch size). The pool grows while its actors serve all the
+    blocks they take at once (`build_plan`); five times the input keeps the run going
+    long enough after the node joins on a loaded machine."""
     nodes.pop().kill()
     fs = s3.filesystem()
     for path in fs.glob("nodes/in/*.tar"):
