@@ -95,11 +95,10 @@ class GenerationStage:
                     columns["shard_error"][i] = message
                     columns["shard_error_class"][i] = FailureClass.MODEL.value
                     columns["retryable"][i] = True
-        stats, startup = [None] * n, [None] * n
-        taken = self.server.take_stats() if self.server is not None else None
-        if taken is not None and n:
-            stats[0] = taken.as_dict()
+        stats, startup = [None] * n, [None] * n  # on the block's first row only
         if n:
+            taken = self.server.take_stats() if self.server is not None else None
+            stats[0] = taken and taken.as_dict()
             startup[0] = self._take_startup()
         return pa.Table.from_pydict(
             columns | results | {"engine_stats": stats, "actor_startup": startup},
