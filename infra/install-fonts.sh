@@ -5,7 +5,9 @@
 set -euo pipefail
 packages=(
     fonts-liberation fonts-dejavu fonts-freefont-ttf fonts-urw-base35 fonts-noto-core
-    fonts-croscore tesseract-ocr tesseract-ocr-eng
+    fonts-croscore fonts-texgyre fonts-linuxlibertine fonts-ebgaramond fonts-roboto
+    fonts-cantarell fonts-firacode fonts-stix fonts-inconsolata fonts-hack
+    fonts-jetbrains-mono fonts-cmu fonts-noto-extra tesseract-ocr tesseract-ocr-eng
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -205,7 +205,9 @@ def _add_synth_parser(commands) -> None:
         default="train",
         help="installed families to use: those trained on, those held out for evaluation, all",
     )
-    synth.add_argument("--min-font-size", type=int, default=24, help="smallest font size, px")
+    synth.add_argument(
+        "--min-font-size", type=int, default=14, help="smallest font size, px (log-uniform)"
+    )
     synth.add_argument("--max-font-size", type=int, default=64, help="largest font size, px")
     synth.add_argument("--max-chars", type=int, default=100, help="longest line in characters")
     synth.add_argument(

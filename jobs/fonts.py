@@ -15,12 +15,34 @@ from PIL import ImageFont
 
 log = logging.getLogger(__name__)
 
-FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
+FONT_DIRS = (
+    Path("/usr/share/fonts"),
+    Path("/usr/share/texmf/fonts/opentype"),  # Debian's fonts-texgyre
+    Path("/usr/local/share/fonts"),
+    Path.home() / ".fonts",
+)
 # Never trained on: the bundled model's benchmark reads these families to measure how it
-# does on type it has not seen (serif, book, geometric sans).
-HELDOUT_FAMILIES = ("C059", "P052", "URW Bookman", "URW Gothic", "Noto Serif", "Noto Serif Display")
-# Fonts that map Latin code points to other symbols (Greek, dingbats, math, music).
-_NOT_TEXT = ("Symbol", "Dingbats", "D050000L", "Math", "Music")
+# does on type it has not seen (serif, book, geometric sans). A name also holds out the
+# families it begins ("Noto Serif" holds out "Noto Serif Display Condensed"), and the
+# TeX Gyre clones of the held-out URW designs go with them.
+HELDOUT_FAMILIES = (
+    "C059",
+    "P052",
+    "URW Bookman",
+    "URW Gothic",
+    "Noto Serif",
+    "Noto Serif Display",
+    "TeX Gyre Schola",
+    "TeX Gyre Pagella",
+    "TeX Gyre Bonum",
+    "TeX Gyre Adventor",
+)
+# Fonts that map Latin code points to other symbols (Greek, dingbats, math, music, key
+# caps, drop capitals).
+_NOT_TEXT = (
+    *("Symbol", "Dingbats", "D050000L", "Math", "Music"),
+    *("Keyboard", "Initials", "NonUnicode"),
+)
 _PROBE = "aAgQ09&@"
 _MISSING = "\ue000"  # a private-use code point: every font draws its "missing" box
 
@@ -66,5 +88,9 @@ def font_split(
     return {
         family: paths
         for family, paths in families.items()
-        if split == "all" or (family in HELDOUT_FAMILIES) == (split == "heldout")
+        if split == "all" or is_heldout(family) == (split == "heldout")
     }
+
+
+def is_heldout(family: str) -> bool:
+    return any(family == name or family.startswith(name + " ") for name in HELDOUT_FAMILIES)

@@ -103,9 +103,9 @@ def fill_line(words: list[str], length: int) -> str:
 def _number(rng: random.Random) -> str:
     return rng.choice(
         [
-            lambda: str(rng.randint(0, 99999)),
-            lambda: f"{rng.randint(0, 9_999_999):,}",
-            lambda: f"{rng.uniform(0, 1000):.{rng.randint(1, 3)}f}",
+            lambda: str(_int(rng, 99999)),
+            lambda: f"{_int(rng, 9_999_999):,}",
+            lambda: f"{_int(rng, 999)}.{_digits(rng, rng.randint(1, 3))}",
             lambda: f"{rng.randint(0, 100)}%",
             lambda: f"{rng.choice('+-')}{rng.uniform(0, 99):.1f}°",
             lambda: f"{rng.randint(1, 9)}/{rng.randint(2, 16)}",
@@ -114,7 +114,7 @@ def _number(rng: random.Random) -> str:
 
 
 def _price(rng: random.Random) -> str:
-    amount = f"{rng.randint(0, 99999):,}.{rng.randint(0, 99):02d}"
+    amount = f"{_int(rng, 99999):,}.{_digits(rng, 2)}"
     return rng.choice([f"${amount}", f"€{amount}", f"£{amount}", f"{amount} EUR", f"USD {amount}"])
 
 
@@ -128,6 +128,8 @@ def _date(rng: random.Random) -> str:
         [
             f"{year}-{month:02d}-{day:02d}",
             f"{day:02d}/{month:02d}/{year}",
+            f"{day}.{month}.{year}",
+            f"{day:02d}.{month:02d}.{year}",
             f"{month}/{day}/{str(year)[2:]}",
             f"{name} {day}, {year}",
             f"{day} {name[:3]} {year}",
@@ -138,7 +140,18 @@ def _date(rng: random.Random) -> str:
 
 
 def _digits(rng: random.Random, count: int) -> str:
-    return "".join(rng.choices(string.digits, k=count))
+    """Random digits; a third of them repeat the one before (`1996`, `#17733`, `2,252,985`):
+    runs of one digit are what a reader most often shortens."""
+    digits = rng.choices(string.digits, k=count)
+    for i in range(1, count):
+        if rng.random() < 1 / 3:
+            digits[i] = digits[i - 1]
+    return "".join(digits)
+
+
+def _int(rng: random.Random, high: int) -> int:
+    """0 to `high`, its digits as `_digits` draws them."""
+    return int(_digits(rng, len(str(high)))) % (high + 1)
 
 
 def _phone(rng: random.Random) -> str:
@@ -232,16 +245,43 @@ def line_length(rng: random.Random, max_chars: int) -> int:
     return rng.randint(min(low, max_chars), min(high, max_chars))
 
 
+def _numeric_line(rng: random.Random, words: list[str], length: int) -> str:
+    """A line dense in numbers, dates, prices and codes, as tables and forms are, with a
+    short word between them now and then."""
+    tokens: list[str] = []
+    while sum(len(t) + 1 for t in tokens) < length:
+        if rng.random() < 0.25:
+            tokens.append(rng.choice(words))
+        else:
+            tokens.append(rng.choice([_number, _price, _date, _code])(rng))
+    return fill_line(" ".join(tokens).split(" "), length)
+
+
+def _doubled_letter_line(rng: random.Random, words: list[str], length: int) -> str:
+    """Words with doubled letters, mixed with short words (`a`, `of`, `as a result`)."""
+    doubled = [w for w in words if re.search(r"(\w)\1", w)] or words
+    short = [w for w in words if len(w) <= 3] or words
+    tokens: list[str] = []
+    while sum(len(t) + 1 for t in tokens) < length:
+        tokens.append(rng.choice(doubled if rng.random() < 0.6 else short))
+    return fill_line(tokens, length)
+
+
 def training_line(rng: random.Random, words: list[str], max_chars: int) -> str:
-    """One line of training text: prose, words, structured tokens, or a mix of them."""
+    """One line of training text: prose, words, structured tokens, digit-dense lines,
+    doubled letters, or a mix of them."""
     length = line_length(rng, max_chars)
     kind = rng.random()
-    if kind < 0.45:
+    if kind < 0.1:
+        line = _numeric_line(rng, words, length)
+    elif kind < 0.18:
+        line = _doubled_letter_line(rng, words, length)
+    elif kind < 0.5:
         line = prose_line(docstring_paragraphs(), rng, length)
-    elif kind < 0.92:
+    elif kind < 0.94:
         tokens = []
         while sum(len(t) + 1 for t in tokens) < length:
-            if kind < 0.6 or rng.random() < 0.5:
+            if kind < 0.62 or rng.random() < 0.5:
                 word = rng.choice(words)
                 token = word + (rng.choice(PUNCTUATION_AFTER) if rng.random() < 0.15 else "")
             else:

@@ -86,6 +86,13 @@ class OptimisationSettings(Section):
         description="Weight of an auxiliary CTC loss on the encoder frames (training only). "
         "0.5 makes column-patch line encoders trained from scratch look at the image.",
     )
+    ctc_warmup_steps: int = Field(
+        default=200,
+        ge=0,
+        description="On a warm start (model name or init_from, no checkpoint to resume), "
+        "steps in which the new CTC head learns alone and the model from cross-entropy "
+        "only: a random head's loss would otherwise swamp what the model knows.",
+    )
     seed: int = Field(default=0, description="Seeds weights, data order and the validation pick.")
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import ray
+from ray.data._internal.execution.execution_callback import ExecutionCallback
 
 from model.images import ImageDecodeError, decode_image, pixel_arrays
 from pipeline.errors import InputError
@@ -28,6 +30,20 @@ from pipeline.training.objective import encode_labels
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 256  # rows per block out of a shard, so pixels stream instead of piling up
+IDLE_NAP_S = 0.02
+
+
+class NapWhenIdle(ExecutionCallback):
+    """Ray Data's scheduling loop blocks in `ray.wait` only until some task has output:
+    when the trainer is the bottleneck, a read task held back by backpressure has output
+    ready at every step, and the loop spins a whole core (measured on 2 cores: the
+    split coordinator at 93 %, the trainer at 87 %). While no consumer waits for a
+    block, a short nap per step gives the core back; 20 ms is nothing beside a step."""
+
+    def on_execution_step(self, executor) -> None:
+        _, output = executor._output_node
+        if output.num_waiting_consumers == 0:
+            time.sleep(IDLE_NAP_S)
 
 
 def split_shards(config: TrainConfig) -> tuple[list[Shard], list[Shard]]:
@@ -101,9 +117,11 @@ def examples_dataset(shards: list[Shard], config: TrainConfig, shuffle: bool) ->
     dataset = ray.data.from_items([s.to_item() for s in shards], override_num_blocks=len(shards))
     if shuffle:
         dataset = dataset.randomize_block_order(seed=config.training.seed)
-    return dataset.map_batches(
+    dataset = dataset.map_batches(
         read_examples, batch_size=1, batch_format="pyarrow", fn_kwargs={"config": config}
     )
+    dataset.context.custom_execution_callback_classes.append(NapWhenIdle)
+    return dataset
 
 
 def count_examples(shards: list[Shard], config: TrainConfig) -> int:

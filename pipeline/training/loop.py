@@ -124,6 +124,14 @@ def _threads(config: TrainConfig) -> int:
     return shared_cpu_threads(config.compute.workers, keep_free=1)
 
 
+def _ctc_head_warmup_end(config: TrainConfig) -> int:
+    """The step until which only the CTC head learns from the CTC loss: a warm start's
+    head is new, a model trained from scratch learns with its head from the first step.
+    (A run resumed past this step has a warm head in its checkpoint.)"""
+    warm_start = config.model.name or config.model.init_from
+    return config.training.ctc_warmup_steps if config.training.ctc_weight and warm_start else 0
+
+
 @dataclass
 class _LossWindow:
     """Mean losses since the last log line."""
@@ -180,6 +188,8 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
         settings.schedule, optimizer, settings.warmup_steps, num_training_steps=total_steps
     )
     step = start_step = resume(module, optimizer, scheduler)
+    warmup_head_until = _ctc_head_warmup_end(config)
+    module.head_only = step < warmup_head_until
     wrapped = ray.train.torch.prepare_model(module)
     device = ray.train.torch.get_device()
     autocast, amp_dtype = _autocast(settings.mixed_precision, device)
@@ -208,6 +218,9 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
                 continue
             _optimizer_step(module, optimizer, scheduler, scaler, settings.grad_clip)
             step += 1
+            if step == warmup_head_until:
+                module.head_only = False
+                log.info("step %d: the CTC head is warm; its loss now trains the encoder", step)
             if step % config.evaluation.log_every_steps == 0:
                 _log_progress(step, total_steps, window, scheduler)
                 window = _LossWindow()

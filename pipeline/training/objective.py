@@ -51,12 +51,16 @@ def trim_labels(labels: torch.Tensor) -> torch.Tensor:
 
 class OCRTrainingModule(torch.nn.Module):
     """The model plus, when `ctc_weight` > 0, a linear CTC head over the encoder frames.
-    forward() returns (loss, cross-entropy, ctc) so one DDP wrapper covers both."""
+    forward() returns (loss, cross-entropy, ctc) so one DDP wrapper covers both.
+
+    `head_only`: the CTC loss reaches the head but not the encoder, so a new head can
+    learn on a trained model without its gradients undoing what the model knows."""
 
     def __init__(self, model: VisionEncoderDecoderModel, ctc_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.ctc_weight = ctc_weight
+        self.head_only = False
         self.ctc_head = (
             torch.nn.Linear(model.encoder.config.hidden_size, model.decoder.config.vocab_size)
             if ctc_weight > 0
@@ -67,7 +71,8 @@ class OCRTrainingModule(torch.nn.Module):
         output = self.model(pixel_values=pixel_values, labels=labels)
         if self.ctc_head is None:
             return output.loss, output.loss, torch.zeros_like(output.loss)
-        ctc = self._ctc_loss(output.encoder_last_hidden_state, labels)
+        frames = output.encoder_last_hidden_state
+        ctc = self._ctc_loss(frames.detach() if self.head_only else frames, labels)
         loss = (1 - self.ctc_weight) * output.loss + self.ctc_weight * ctc
         return loss, output.loss, ctc
 

@@ -20,7 +20,13 @@ from PIL import Image
 from jobs.synth import SynthSettings, write_synth_shards
 from model.loading import load_model
 from model.settings import ModelSettings
-from pipeline.training.objective import recognise
+from pipeline.training.build import build_model, load_processors_for
+from pipeline.training.objective import (
+    OCRTrainingModule,
+    encode_labels,
+    recognise,
+    trim_labels,
+)
 from tests.support.cli import shardscribe
 from tests.support.soak import run_processes
 
@@ -156,9 +162,6 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
 
 def test_loss_falls_on_a_small_set(tmp_path):
     """Plain steps of the training module (no Ray): cross-entropy halves in 60 steps."""
-    from pipeline.training.build import build_model
-    from pipeline.training.objective import OCRTrainingModule, encode_labels, trim_labels
-
     data = _shards(tmp_path / "data", 32, 32)
     texts, images = _texts_and_images(data)
     torch.manual_seed(0)
@@ -203,3 +206,51 @@ def test_a_model_given_two_ways_is_refused(tmp_path):
     )
     assert result.returncode == 2
     assert "give name (a checkpoint) or encoder + decoder, not both" in result.stderr
+
+
+def _warm_start(head_only: bool) -> OCRTrainingModule:
+    """The bundled model warm-started with a new CTC head at weight 0.4."""
+    torch.manual_seed(0)
+    parts = build_model(
+        encoder="vit-line-long", decoder="trocr-char-small", init_from="shardscribe/printed-lines"
+    )
+    module = OCRTrainingModule(parts.model, ctc_weight=0.4)
+    module.head_only = head_only
+    return module
+
+
+def test_a_warm_start_with_a_new_ctc_head_does_not_raise_the_loss(tmp_path):
+    """While the new head warms up alone, cross-entropy falls from the first step, and
+    the model's gradients are exactly those of its cross-entropy: the random head's CTC
+    loss (about 80 per line) cannot reach the encoder."""
+    write_synth_shards(str(tmp_path), SynthSettings(lines=8, per_shard=8, seed=4, max_chars=30))
+    texts, images = _texts_and_images(tmp_path)
+    processor, tokenizer = load_processors_for(None, "vit-line-long", "trocr-char-small")
+    pixels = processor(images=images, return_tensors="pt").pixel_values
+    labels = trim_labels(torch.from_numpy(encode_labels(texts, tokenizer, 126).labels))
+
+    module = _warm_start(head_only=True)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=5e-5)  # ~ step 20 of the warmup
+    losses = []
+    for _ in range(10):
+        loss, ce, _ = module(pixels, labels)
+        losses.append(float(ce.detach()))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert max(losses[1:]) < losses[0] and losses[-1] < losses[0] / 2, losses
+
+    def encoder_grads(module: OCRTrainingModule, objective: str) -> list[torch.Tensor]:
+        loss, ce, _ = module(pixels, labels)
+        (loss if objective == "total" else (1 - module.ctc_weight) * ce).backward()
+        return [p.grad.clone() for p in module.model.encoder.parameters() if p.grad is not None]
+
+    fresh = _warm_start(head_only=True)
+    head = fresh.ctc_head.state_dict()
+    warming = encoder_grads(fresh, "total")
+    only_ce = encoder_grads(_warm_start(head_only=True), "ce")
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(warming, only_ce, strict=True))
+    unwarmed = _warm_start(head_only=False)
+    unwarmed.ctc_head.load_state_dict(head)
+    mixed = encoder_grads(unwarmed, "total")
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(mixed, only_ce, strict=True))
