@@ -217,6 +217,12 @@ def _add_synth_parser(commands) -> None:
         help="share of lines made scan-like (noise, blur, JPEG, rotation, uneven background)",
     )
     synth.add_argument(
+        "--page-lines",
+        type=float,
+        default=0.0,
+        help="share of shards whose lines are cut by the segmenter from printed pages",
+    )
+    synth.add_argument(
         "--words",
         choices=["train", "heldout", "all"],
         default="train",
@@ -402,6 +408,7 @@ def _synth(args: argparse.Namespace) -> int:
         max_chars=args.max_chars,
         words=args.words,
         degraded=args.degraded,
+        page_lines=args.page_lines,
     )
     paths = write_synth_shards(args.output_uri, settings, workers=args.workers)
     log.info("wrote %d lines in %d shard(s) under %s", args.lines, len(paths), args.output_uri)

@@ -5,8 +5,9 @@ Lines are prose, words, numbers, dates, prices, phone numbers, addresses and cod
 (`jobs.texts`), 1 to `max_chars` characters long, in a random font family of the
 chosen split (`jobs.fonts`; Pillow's own font too), at a random size, margin and
 contrast; part of them scan-like: noise, blur, JPEG artefacts, a slight rotation, an
-uneven background, faded ink. Everything follows from the seed: shard `i` has its
-own generator, so any shard can be rebuilt alone.
+uneven background, faded ink. A share of the shards (`page_lines`) holds lines cut by
+the project's segmenter from printed pages instead. Everything follows from the
+seed: shard `i` has its own generator, so any shard can be rebuilt alone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import io
 import logging
 import math
 import random
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -24,15 +26,17 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageFont
 
 from jobs.fonts import font_split, installed_families
-from jobs.render import draw_text
+from jobs.render import PageLayout, draw_page, draw_text
 from jobs.texts import WordSplit, training_line, word_list
 from pipeline.config import StorageSettings
+from pipeline.inputs.segmentation import segment_lines
 from pipeline.inputs.webdataset import write_tar
 from pipeline.storage import join, open_filesystem
 
 log = logging.getLogger(__name__)
 FontSplit = Literal["train", "heldout", "all"]
 TALL_CROPS = 1 / 3  # share of lines cropped loosely around the text
+LINE_ASPECT = 64  # the widest line the bundled model reads whole (width / height)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class SynthSettings:
     max_chars: int = 100
     words: WordSplit = "train"
     degraded: float = 0.5  # share of lines made scan-like
+    page_lines: float = 0.0  # share of shards whose lines are cut from rendered pages
 
 
 def font_choices(settings: SynthSettings) -> list[tuple[str | None, ...]]:
@@ -128,18 +133,45 @@ def synth_samples(settings: SynthSettings, shard: int) -> list[tuple[str, str, b
     families = font_choices(settings)
     first = shard * settings.per_shard
     count = min(settings.per_shard, settings.lines - first)
+    make = page_lines if rng.random() < settings.page_lines else rendered_lines
     samples = []
-    for i in range(first, first + count):
-        text = training_line(rng, words, settings.max_chars)
-        path = rng.choice(rng.choice(families))
-        font = _font(path, font_size(settings, rng))
-        image = render_text(text, font, rng)
-        if rng.random() < settings.degraded:
-            image = degrade(image, rng)
+    lines = make(settings, rng, words, families)  # endless: the shard takes `count`
+    for i, (text, image) in zip(range(first, first + count), lines, strict=False):
         png = io.BytesIO()
         image.save(png, "PNG")
         samples.append((f"{i:08d}", text, png.getvalue()))
     return samples
+
+
+def rendered_lines(settings, rng, words, families) -> Iterator[tuple[str, Image.Image]]:
+    """Endless (text, image): one line drawn alone, a part of them scan-like."""
+    while True:
+        text = training_line(rng, words, settings.max_chars)
+        font = _font(rng.choice(rng.choice(families)), font_size(settings, rng))
+        image = render_text(text, font, rng)
+        yield text, degrade(image, rng) if rng.random() < settings.degraded else image
+
+
+def page_lines(settings, rng, words, families) -> Iterator[tuple[str, Image.Image]]:
+    """Endless (text, image): lines cut by the project's segmenter from printed pages
+    (one or two columns, 9-14 pt at 150-300 dpi, a part of them scan-like), so the model
+    learns the crops a `--segment lines` run gives it. A page whose lines the segmenter
+    does not find one for one is skipped: its crops could not be paired with their text."""
+    while True:
+        dpi = rng.choice((150, 200, 300))
+        family = rng.choice(families[1:]) if len(families) > 1 else families[0]
+        font = _font(rng.choice(family), round(rng.uniform(9, 14) * dpi / 72))
+        width, height = round(8.27 * dpi), round(11.69 * dpi)
+        layout = PageLayout(width, height, dpi, rng.choice((1, 1, 2)), dpi // 3)
+        text = " ".join(training_line(rng, words, settings.max_chars) for _ in range(120))
+        page, printed = draw_page(text, font, layout)
+        if rng.random() < settings.degraded:
+            page = degrade(page, rng)
+        found = segment_lines(page, max_aspect=LINE_ASPECT)
+        if len(found) != len(printed) or any(line.continues for line in found):
+            log.warning("page skipped: %d lines printed, %d found", len(printed), len(found))
+            continue
+        yield from ((line_text, line.crop) for line_text, line in zip(printed, found, strict=True))
 
 
 def write_synth_shard(

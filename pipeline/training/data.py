@@ -9,8 +9,8 @@ at all stops training with its name, because silently training on less is worse.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 import time
 from collections.abc import Iterator
 
@@ -47,7 +47,7 @@ class NapWhenIdle(ExecutionCallback):
 
 
 def split_shards(config: TrainConfig) -> tuple[list[Shard], list[Shard]]:
-    """(training shards, validation shards): `validation_shards` of them picked by seed."""
+    """(training shards, validation shards): `validation_shards` of them drawn by seed."""
     fs, root = open_filesystem(config.input.uri, config.storage)
     shards = discover_shards(fs, root, config.input)
     held_out = config.input.validation_shards
@@ -57,10 +57,16 @@ def split_shards(config: TrainConfig) -> tuple[list[Shard], list[Shard]]:
             "validation leaves none to train on (lower input.validation_shards)"
         )
     _check_text_column(fs, shards[0], config)
-    picked = set(random.Random(config.training.seed).sample(range(len(shards)), held_out))
-    train = [s for i, s in enumerate(shards) if i not in picked]
-    validation = [s for i, s in enumerate(shards) if i in picked]
+    picked = set(sorted(shards, key=lambda shard: _draw(config.training.seed, shard))[:held_out])
+    train = [s for s in shards if s not in picked]
+    validation = [s for s in shards if s in picked]
     return train, validation
+
+
+def _draw(seed: int, shard: Shard) -> bytes:
+    """A shard's lot in the validation pick: by its id, so shards added to the input
+    later leave the pick of the others as it was (a resumed run keeps its validation)."""
+    return hashlib.sha256(f"{seed}:{shard.id}".encode()).digest()
 
 
 def _texts(source_passthrough: pa.Table | None, column: str, shard: Shard) -> list[str | None]:

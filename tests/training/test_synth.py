@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import random
+import re
 import tarfile
 
-from PIL import ImageFont
+from PIL import Image, ImageFont
 
 from jobs.fonts import HELDOUT_FAMILIES, font_split, installed_families, is_heldout
 from jobs.synth import (
@@ -60,6 +62,39 @@ def test_lines_mix_words_numbers_punctuation_and_case():
     assert all(0 < len(line) <= 100 and line == line.strip() for line in lines)
     lengths = sorted(len(line) for line in lines)
     assert lengths[25] <= 12 and lengths[-25] >= 80  # short labels and long lines alike
+
+
+def test_lines_are_dense_in_repeated_digits_dotted_dates_and_doubled_letters():
+    rng = random.Random(1)
+    lines = [training_line(rng, word_list("train"), 100) for _ in range(500)]
+    text = " ".join(lines)
+    assert len(re.findall(r"(\d)\1", text)) >= 150  # `1996`, `#17733`, `2,252,985`
+    assert re.search(r"\b\d{1,2}\.\d{1,2}\.\d{4}\b", text)  # `21.8.2000`
+    doubled = sum(bool(re.search(r"([a-z])\1", line)) for line in lines)
+    assert doubled >= 150, doubled
+
+
+def test_a_third_of_the_lines_are_loose_crops_with_text_anywhere_in_their_height():
+    rng = random.Random(2)
+    font = ImageFont.load_default(size=20)
+    _, top, _, bottom = font.getbbox("Hxg")
+    fills = [(bottom - top) / render_text("Hxg", font, rng).height for _ in range(300)]
+    # Tight crops have at most a third of the size above and below: they fill >= 0.6.
+    loose = [fill for fill in fills if fill < 0.58]
+    assert 25 <= len(loose) <= 60 and min(fills) >= 0.34 and min(loose) < 0.4
+
+
+def test_page_line_shards_hold_the_segmenters_crops_of_printed_pages(tmp_path):
+    settings = SynthSettings(lines=40, per_shard=40, seed=5, page_lines=1.0)
+    (path,) = write_synth_shards(str(tmp_path), settings)
+    members = _members(path)
+    texts = [members[f"{i:08d}.txt"].decode() for i in range(40)]
+    images = [Image.open(io.BytesIO(members[f"{i:08d}.png"])) for i in range(40)]
+    # Lines of running text wrapped on a page, each a crop a few text heights high.
+    assert sum(len(text) > 30 for text in texts) >= 30
+    aspects = sorted(image.width / image.height for image in images)
+    assert aspects[0] > 2 and aspects[20] > 8 and aspects[-1] < 64
+    assert _members(write_synth_shards(str(tmp_path / "again"), settings)[0]) == members
 
 
 def test_held_out_words_never_reach_training_lines():

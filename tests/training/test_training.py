@@ -112,6 +112,11 @@ def test_training_summary_records_steps_and_settings(memorised):
     assert summary["shards"] == {"train": 1, "validation": 0}
     assert summary["config"]["model"]["encoder"] == "vit-line-tiny"
     assert "storage" not in summary["config"]
+    # Speed over the six logged windows of 50 steps, batch 16.
+    speed = summary["throughput"]
+    assert speed["steps_per_s"] > 0 and speed["training_s"] > 0
+    assert speed["images_per_s"] == pytest.approx(16 * speed["steps_per_s"], rel=0.01)
+    assert speed["steps_per_s"] * speed["training_s"] == pytest.approx(300, rel=0.01)
     # Targets were at most max_target_tokens long: run needs no --max-new-tokens.
     generation = json.loads((model / "generation_config.json").read_text())
     assert generation["max_new_tokens"] == summary["config"]["model"]["max_target_tokens"] == 64
@@ -254,3 +259,36 @@ def test_a_warm_start_with_a_new_ctc_head_does_not_raise_the_loss(tmp_path):
     unwarmed.ctc_head.load_state_dict(head)
     mixed = encoder_grads(unwarmed, "total")
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(mixed, only_ce, strict=True))
+
+
+def test_a_new_ctc_heads_gradients_do_not_shrink_the_models_step(tmp_path):
+    """The model and the CTC head are clipped apart: the model's update is the same
+    whether the head's gradients (hundreds of times larger when it is new) are there or
+    not."""
+    from pipeline.training.loop import _optimizer_step
+
+    texts, images = _texts_and_images(_shards(tmp_path / "data", 8, 8))
+    parts = build_model(encoder="vit-line-tiny", decoder="trocr-char-tiny")
+    pixels = parts.image_processor(images=images, return_tensors="pt").pixel_values
+    labels = trim_labels(torch.from_numpy(encode_labels(texts, parts.tokenizer, 16).labels))
+    start = {k: v.clone() for k, v in parts.model.state_dict().items()}
+
+    def model_update(drop_head_gradients: bool) -> list[torch.Tensor]:
+        parts.model.load_state_dict(start)
+        torch.manual_seed(0)
+        module = OCRTrainingModule(parts.model, ctc_weight=0.5)
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        loss, _, ctc = module(pixels, labels)
+        loss.backward()
+        assert float(ctc) > 10  # a random head: its loss dwarfs the model's
+        if drop_head_gradients:
+            module.ctc_head.zero_grad()
+        _optimizer_step(
+            module, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=False), 1.0
+        )
+        return [p.detach() - start[name] for name, p in parts.model.named_parameters()]
+
+    with_head, without_head = model_update(False), model_update(True)
+    assert all(torch.allclose(a, b) for a, b in zip(with_head, without_head, strict=True))
+    assert any(a.abs().sum() > 0 for a in with_head)
