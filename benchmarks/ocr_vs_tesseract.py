@@ -4,7 +4,10 @@ The lines are text no training line came from (prose from Debian's licence and
 copyright files, plus numbers, dates, prices, phone numbers and codes made from
 held-out words) in font families held out of training (`jobs.fonts`), at 32-48 px,
 1-100 characters; each line clean (black on white) and scan-like (`jobs.synth.degrade`).
-Every image is read by:
+Three harder cases come beside them, clean, one for every fourth text: `tall` (16-24 px
+text in a crop it fills 40-75 % of the height, at any offset, as hand-made crops are),
+`digits` (numbers, dates, prices and codes between held-out words) and `doubled` (prose
+with two or more doubled letters: `carry`, `goodwill`, `1996`). Every image is read by:
 
 - the model, bare: batched `generate` in this process (`--batch-size`, torch threads =
   cores);
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -41,7 +45,14 @@ from benchmarks.harness import labelled, main, print_table, tesseract, timed
 from jobs.fonts import font_split, installed_families
 from jobs.render import draw_text
 from jobs.synth import degrade
-from jobs.texts import evaluation_paragraphs, fill_line, prose_line, structured_token, word_list
+from jobs.texts import (
+    evaluation_paragraphs,
+    fill_line,
+    numeric_line,
+    prose_line,
+    structured_token,
+    word_list,
+)
 from model.loading import load_model
 from model.metrics import ErrorCounts
 from model.settings import ModelSettings
@@ -52,12 +63,16 @@ SEED = 20261201
 BUCKETS = ((1, 20), (21, 40), (41, 70), (71, 100))
 
 
+CASES = ("clean", "degraded", "tall", "digits", "doubled")
+DOUBLED = re.compile(r"([A-Za-z0-9])\1")
+
+
 @dataclass(frozen=True)
 class Line:
     key: str
     text: str
     family: str
-    degraded: bool
+    case: str  # one of CASES
     image: Image.Image
 
 
@@ -76,22 +91,55 @@ def _render(text: str, path: str, size: int, rng: random.Random) -> Image.Image:
     return draw_text(text, ImageFont.truetype(path, size), (pad_x, pad_y, pad_x, pad_y))
 
 
+def _tall(text: str, path: str, rng: random.Random) -> Image.Image:
+    """Small text in a tall crop: the glyphs fill 40-75 % of the height, anywhere in it."""
+    font = ImageFont.truetype(path, rng.randint(16, 24))
+    _, top, _, bottom = font.getbbox(text)
+    spare = round((bottom - top) / rng.uniform(0.4, 0.75)) - (bottom - top)
+    above, pad_x = rng.randint(0, spare), rng.randint(4, 16)
+    return draw_text(text, font, (pad_x, above, pad_x, spare - above))
+
+
+def _case_text(case: str, rng: random.Random, length: int) -> str:
+    if case == "digits":
+        return numeric_line(rng, word_list("heldout"), length)
+    if case == "doubled":
+        text = ""
+        while len(DOUBLED.findall(text)) < 2:
+            text = prose_line(evaluation_paragraphs(), rng, length)
+        return text
+    return _text(rng, length)
+
+
+def _sized_text(case: str, rng: random.Random, low: int, high: int) -> str:
+    text = ""
+    while not low <= len(text) <= high:
+        text = _case_text(case, rng, rng.randint(low, high)).strip()
+    return text
+
+
 def make_lines(count: int) -> list[Line]:
-    """`count` texts spread evenly over the length buckets, each clean and degraded."""
+    """`count` texts spread evenly over the length buckets, each clean and degraded; and
+    `count // 4` of each harder case (tall, digits, doubled), 10-70 characters."""
     rng = random.Random(SEED)
     families = font_split(installed_families(), "heldout")
     if not families:
         sys.exit("no held-out font family is installed: run infra/install-fonts.sh")
+    names = sorted(families)
     lines = []
     for i in range(count):
-        low, high = BUCKETS[i % len(BUCKETS)]
-        text = ""
-        while not low <= len(text) <= high:
-            text = _text(rng, rng.randint(low, high)).strip()
-        family = sorted(families)[i % len(families)]
+        text = _sized_text("clean", rng, *BUCKETS[i % len(BUCKETS)])
+        family = names[i % len(names)]
         clean = _render(text, rng.choice(families[family]), rng.randint(32, 48), rng)
-        lines.append(Line(f"{i:05d}-clean", text, family, False, clean))
-        lines.append(Line(f"{i:05d}-degraded", text, family, True, degrade(clean, rng)))
+        lines.append(Line(f"{i:05d}-clean", text, family, "clean", clean))
+        lines.append(Line(f"{i:05d}-degraded", text, family, "degraded", degrade(clean, rng)))
+    for case in CASES[2:]:
+        for i in range(count // 4):
+            text = _sized_text(case, rng, 10, 70)
+            family = names[i % len(names)]
+            path = rng.choice(families[family])
+            image = _tall(text, path, rng) if case == "tall" else _render(text, path, 36, rng)
+            lines.append(Line(f"{i:05d}-{case}", text, family, case, image))
     return lines
 
 
@@ -139,8 +187,9 @@ def score(lines: list[Line], texts: list[str]) -> dict:
     groups: dict[str, ErrorCounts] = defaultdict(ErrorCounts)
     for line, text in zip(lines, texts, strict=True):
         bucket = next(f"{lo}-{hi}" for lo, hi in BUCKETS if lo <= len(line.text) <= hi)
-        condition = "degraded" if line.degraded else "clean"
-        for group in ("all", condition, f"{condition} {bucket}", f"{condition} {line.family}"):
+        case = line.case
+        names = ("all", case, f"{case} {bucket}", f"{case} {line.family}")
+        for group in names if case in CASES[:2] else ("all", case):
             groups[group].add([text], [line.text])
     loops = sum(len(t) > 1.5 * len(line.text) for line, t in zip(lines, texts, strict=True))
     return {

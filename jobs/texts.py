@@ -245,7 +245,7 @@ def line_length(rng: random.Random, max_chars: int) -> int:
     return rng.randint(min(low, max_chars), min(high, max_chars))
 
 
-def _numeric_line(rng: random.Random, words: list[str], length: int) -> str:
+def numeric_line(rng: random.Random, words: list[str], length: int) -> str:
     """A line dense in numbers, dates, prices and codes, as tables and forms are, with a
     short word between them now and then."""
     tokens: list[str] = []
@@ -257,7 +257,7 @@ def _numeric_line(rng: random.Random, words: list[str], length: int) -> str:
     return fill_line(" ".join(tokens).split(" "), length)
 
 
-def _doubled_letter_line(rng: random.Random, words: list[str], length: int) -> str:
+def doubled_letter_line(rng: random.Random, words: list[str], length: int) -> str:
     """Words with doubled letters, mixed with short words (`a`, `of`, `as a result`)."""
     doubled = [w for w in words if re.search(r"(\w)\1", w)] or words
     short = [w for w in words if len(w) <= 3] or words
@@ -273,9 +273,9 @@ def training_line(rng: random.Random, words: list[str], max_chars: int) -> str:
     length = line_length(rng, max_chars)
     kind = rng.random()
     if kind < 0.1:
-        line = _numeric_line(rng, words, length)
+        line = numeric_line(rng, words, length)
     elif kind < 0.18:
-        line = _doubled_letter_line(rng, words, length)
+        line = doubled_letter_line(rng, words, length)
     elif kind < 0.5:
         line = prose_line(docstring_paragraphs(), rng, length)
     elif kind < 0.94:
