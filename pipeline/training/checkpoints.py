@@ -1,10 +1,8 @@
 """Where training state goes and comes back from: Ray Train checkpoints (weights, CTC
-head, optimizer, schedule, step) under `output.checkpoints()`, resume on rerun, and
-the final `save_pretrained` of model, image processor and tokenizer at the output."""
+head, optimizer, schedule, step) under `output.checkpoints()`, and resume on rerun."""
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import tempfile
@@ -18,7 +16,6 @@ from pipeline.training.config import TrainConfig
 from pipeline.training.objective import OCRTrainingModule, load_state, save_state
 
 log = logging.getLogger(__name__)
-SUMMARY_FILE = "training.json"
 
 
 def run_config(config: TrainConfig) -> ray.train.RunConfig:
@@ -53,19 +50,3 @@ def report(metrics: dict, module: OCRTrainingModule, optimizer, scheduler) -> No
             save_state(Path(directory), module, optimizer, scheduler, metrics["step"])
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint)
-
-
-def save_model(parts, summary: dict, config: TrainConfig) -> None:
-    """save_pretrained of model, processor and tokenizer, then copy to the output URL."""
-    fs, root = open_filesystem(config.output.uri, config.storage)
-    # Targets were at most this long, so `run` needs no --max-new-tokens for this model.
-    parts.model.generation_config.max_new_tokens = config.model.max_target_tokens
-    with tempfile.TemporaryDirectory() as directory:
-        parts.model.save_pretrained(directory)
-        parts.image_processor.save_pretrained(directory)
-        parts.tokenizer.save_pretrained(directory)
-        (Path(directory) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        fs.makedirs(root, exist_ok=True)
-        for file in sorted(Path(directory).iterdir()):
-            fs.put_file(str(file), posixpath.join(root, file.name))
-    log.info("saved the trained model to %s", config.output.uri)

@@ -64,8 +64,8 @@ def split_shards(config: TrainConfig) -> tuple[list[Shard], list[Shard]]:
 
 
 def _draw(seed: int, shard: Shard) -> bytes:
-    """A shard's lot in the validation pick: by its id, so shards added to the input
-    later leave the pick of the others as it was (a resumed run keeps its validation)."""
+    """A shard's lot in the validation pick, by its id: shards added to the input later
+    never put a shard already trained on into validation (a resumed run stays honest)."""
     return hashlib.sha256(f"{seed}:{shard.id}".encode()).digest()
 
 

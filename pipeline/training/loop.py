@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +23,18 @@ from transformers import get_scheduler
 from pipeline.cluster import connect_ray, shared_cpu_threads
 from pipeline.storage import absolute_url
 from pipeline.training.build import build_model
-from pipeline.training.checkpoints import report, resume, run_config, save_model
+from pipeline.training.checkpoints import report, resume, run_config
 from pipeline.training.config import TrainConfig
 from pipeline.training.data import count_examples, examples_dataset, split_shards
 from pipeline.training.evaluation import evaluate
 from pipeline.training.objective import (
     OCRTrainingModule,
+    ctc_head_warmup_end,
+    mixed_precision,
+    optimizer_step,
     trim_labels,
 )
+from pipeline.training.saving import save_model
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +127,6 @@ def _threads(config: TrainConfig) -> int:
     return shared_cpu_threads(config.compute.workers, keep_free=1)
 
 
-def _ctc_head_warmup_end(config: TrainConfig) -> int:
-    """The step until which only the CTC head learns from the CTC loss: a warm start's
-    head is new, a model trained from scratch learns with its head from the first step.
-    (A run resumed past this step has a warm head in its checkpoint.)"""
-    warm_start = config.model.name or config.model.init_from
-    return config.training.ctc_warmup_steps if config.training.ctc_weight and warm_start else 0
-
-
 @dataclass
 class _LossWindow:
     """Mean losses since the last log line."""
@@ -149,32 +144,6 @@ class _LossWindow:
 
     def means(self) -> dict[str, float]:
         return {name: total / max(self.batches, 1) for name, total in self.sums.items()}
-
-
-def _autocast(setting: str, device: torch.device):
-    if device.type != "cuda" or setting == "no":
-        return nullcontext(), None
-    if setting == "auto":
-        setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    dtype = torch.bfloat16 if setting == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype), dtype
-
-
-def _optimizer_step(module, optimizer, scheduler, scaler, grad_clip: float) -> None:
-    """One optimizer step from the accumulated gradients: unscale (fp16), clip, step.
-    The model and the CTC head are clipped apart: a new head's gradients are hundreds of
-    times the model's, and one shared clip would shrink the model's steps while they
-    last, then let them grow past the learning rate as the head learns (Adam's second
-    moments remember the shrunken ones; measured: cross-entropy 0.47 -> 0.93 in 175 steps
-    of a warm start whose head was warming up alone)."""
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(module.model.parameters(), grad_clip)
-    if module.ctc_head is not None:
-        torch.nn.utils.clip_grad_norm_(module.ctc_head.parameters(), grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
 
 
 def _train_loop(loop_config: dict[str, Any]) -> None:
@@ -196,11 +165,15 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
         settings.schedule, optimizer, settings.warmup_steps, num_training_steps=total_steps
     )
     step = start_step = resume(module, optimizer, scheduler)
-    warmup_head_until = _ctc_head_warmup_end(config)
+    warmup_head_until = ctc_head_warmup_end(
+        settings.ctc_weight,
+        settings.ctc_warmup_steps,
+        warm_start=bool(config.model.name or config.model.init_from),
+    )
     module.head_only = step < warmup_head_until
     wrapped = ray.train.torch.prepare_model(module)
     device = ray.train.torch.get_device()
-    autocast, amp_dtype = _autocast(settings.mixed_precision, device)
+    autocast, amp_dtype = mixed_precision(settings.mixed_precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     history: list[dict[str, Any]] = []
     window, micro = _LossWindow(), 0
@@ -227,7 +200,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             micro += 1
             if micro % settings.grad_accumulation:
                 continue
-            _optimizer_step(module, optimizer, scheduler, scaler, settings.grad_clip)
+            optimizer_step(module, optimizer, scheduler, scaler, settings.grad_clip)
             step += 1
             window.steps += 1
             if step == warmup_head_until:
@@ -258,7 +231,9 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             "evaluations": history,
             "throughput": speed.summary(),
         }
-        save_model(parts, summary, config)
+        save_model(
+            parts, summary, config.output.uri, config.model.max_target_tokens, config.storage
+        )
 
 
 @dataclass

@@ -11,6 +11,7 @@ which breaks that plateau. The saved model stays a plain VisionEncoderDecoderMod
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,39 @@ class OCRTrainingModule(torch.nn.Module):
             blank=blank,
             zero_infinity=True,  # a line longer than the frames is skipped, not NaN
         )
+
+
+def ctc_head_warmup_end(ctc_weight: float, warmup_steps: int, warm_start: bool) -> int:
+    """The step until which only the CTC head learns from the CTC loss: a warm start's
+    head is new, a model trained from scratch learns with its head from the first step.
+    (A run resumed past this step has a warm head in its checkpoint.)"""
+    return warmup_steps if ctc_weight and warm_start else 0
+
+
+def mixed_precision(setting: str, device: torch.device):
+    if device.type != "cuda" or setting == "no":
+        return nullcontext(), None
+    if setting == "auto":
+        setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    dtype = torch.bfloat16 if setting == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+def optimizer_step(module, optimizer, scheduler, scaler, grad_clip: float) -> None:
+    """One optimizer step from the accumulated gradients: unscale (fp16), clip, step.
+    The model and the CTC head are clipped apart: a new head's gradients are hundreds of
+    times the model's, and one shared clip would shrink the model's steps while they
+    last, then let them grow past the learning rate as the head learns (Adam's second
+    moments remember the shrunken ones; measured: cross-entropy 0.47 -> 0.93 in 175 steps
+    of a warm start whose head was warming up alone)."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(module.model.parameters(), grad_clip)
+    if module.ctc_head is not None:
+        torch.nn.utils.clip_grad_norm_(module.ctc_head.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
 
 
 @torch.inference_mode()

@@ -24,6 +24,7 @@ from pipeline.training.build import build_model, load_processors_for
 from pipeline.training.objective import (
     OCRTrainingModule,
     encode_labels,
+    optimizer_step,
     recognise,
     trim_labels,
 )
@@ -265,8 +266,6 @@ def test_a_new_ctc_heads_gradients_do_not_shrink_the_models_step(tmp_path):
     """The model and the CTC head are clipped apart: the model's update is the same
     whether the head's gradients (hundreds of times larger when it is new) are there or
     not."""
-    from pipeline.training.loop import _optimizer_step
-
     texts, images = _texts_and_images(_shards(tmp_path / "data", 8, 8))
     parts = build_model(encoder="vit-line-tiny", decoder="trocr-char-tiny")
     pixels = parts.image_processor(images=images, return_tensors="pt").pixel_values
@@ -284,7 +283,7 @@ def test_a_new_ctc_heads_gradients_do_not_shrink_the_models_step(tmp_path):
         assert float(ctc) > 10  # a random head: its loss dwarfs the model's
         if drop_head_gradients:
             module.ctc_head.zero_grad()
-        _optimizer_step(
+        optimizer_step(
             module, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=False), 1.0
         )
         return [p.detach() - start[name] for name, p in parts.model.named_parameters()]

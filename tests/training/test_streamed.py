@@ -1,0 +1,28 @@
+"""`python -m pipeline.training.streamed`: training on lines rendered while it trains."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from model.loading import load_model
+from model.settings import ModelSettings
+
+
+def test_a_short_streamed_run_saves_a_model_that_run_loads(tmp_path):
+    output = tmp_path / "model"
+    command = [
+        sys.executable, "-m", "pipeline.training.streamed", "--output", str(output),
+        "--encoder", "vit-line-tiny", "--decoder", "trocr-char-tiny", "--minutes", "0.25",
+        "--batch-size", "8", "--workers", "1", "--page-lines", "0.5", "--ctc-weight", "0.5",
+        "--max-target-tokens", "64", "--save-every-minutes", "0.1",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "training.json").read_text())
+    assert summary["steps"] >= summary["fresh_batches"] > 0
+    assert summary["images_seen"] == 8 * summary["steps"]
+    assert summary["throughput"]["steps_per_s"] > 0
+    loaded = load_model(ModelSettings(name=str(output)))
+    assert loaded.model.generation_config.max_new_tokens == 64
