@@ -1,4 +1,4 @@
-"""The `shardscribe` command: run, status, demo, bench, preview, synth, train.
+"""The `shardscribe` command: run, status, demo, bench, preview, export, synth, train.
 
 Exit codes: 0 every shard committed; 1 a shard failed after its retries (the others
 are committed); 2 a usage or config error, with a message naming the bad field.
@@ -173,6 +173,7 @@ def build_parser() -> _Parser:
     )
     _add_bench_parser(commands)
     _add_preview_parser(commands)
+    _add_export_parser(commands)
     _add_synth_parser(commands)
     models = commands.add_parser("models", help="the models bundled with shardscribe")
     models.add_argument("--json", action="store_true", help="one JSON object per model")
@@ -199,11 +200,10 @@ def _add_synth_parser(commands) -> None:
         help="a TrueType/OpenType file to render with, beside Pillow's bundled font "
         "(repeatable); none given: the installed font families of --font-split",
     )
-    synth.add_argument(
+    _add_split_flag(
+        synth,
         "--font-split",
-        choices=["train", "heldout", "all"],
-        default="train",
-        help="installed families to use: those trained on, those held out for evaluation, all",
+        "installed families to use: those trained on, those held out for evaluation, all",
     )
     synth.add_argument(
         "--min-font-size", type=int, default=14, help="smallest font size, px (log-uniform)"
@@ -222,13 +222,17 @@ def _add_synth_parser(commands) -> None:
         default=0.0,
         help="share of shards whose lines are cut by the segmenter from printed pages",
     )
-    synth.add_argument(
-        "--words",
-        choices=["train", "heldout", "all"],
-        default="train",
-        help="which part of the word list (every 10th word is held out of 'train')",
+    _add_split_flag(
+        synth, "--words", "which part of the word list (every 10th word is held out of 'train')"
     )
     synth.add_argument("--workers", type=int, default=1, help="processes rendering shards")
+
+
+def _add_split_flag(parser, flag: str, description: str) -> None:
+    """A synth flag that picks the part trained on, the part held out, or all."""
+    parser.add_argument(
+        flag, choices=["train", "heldout", "all"], default="train", help=description
+    )
 
 
 def _add_bench_parser(commands) -> None:
@@ -290,6 +294,29 @@ def _add_preview_parser(commands) -> None:
     preview.add_argument("--out", type=Path, default=Path("preview"), help="where the files go")
     preview.add_argument("--seed", type=int, default=0, help="the same seed, the same sample")
     preview.add_argument("--config", help="YAML job config whose storage section to use")
+
+
+def _add_export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="a page output (run --segment lines) as searchable PDFs, hOCR or ALTO",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  shardscribe export ./pages/ --to pdf --out ./searchable/    # a PDF per input shard\n"
+        "  shardscribe export s3://bucket/pdf-text/ --to hocr --out s3://bucket/hocr/\n"
+        "  shardscribe export ./pages/ --to alto --out ./alto/ --input ./moved-scans/",
+    )
+    export.add_argument("output_uri", help="the output of a run with --segment lines")
+    export.add_argument(
+        "--to",
+        required=True,
+        choices=("pdf", "hocr", "alto"),
+        help="pdf: one searchable PDF per input shard; hocr, alto: one file per page",
+    )
+    export.add_argument("--out", required=True, help="where the files go: a path or an fsspec URL")
+    export.add_argument("--input", help="input URI (default: the one recorded in the output)")
+    export.add_argument("--config", help="YAML job config whose storage section to use")
+    _add_verbosity_flags(export)
 
 
 def load_job_config(
@@ -375,6 +402,34 @@ def _preview(args: argparse.Namespace) -> int:
     for path in write_preview(rows, args.output_uri, args.out):
         print(path)
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from pipeline.export.runner import ExportInterrupted, ExportSettings, export_output
+
+    try:
+        settings = ExportSettings(
+            output=args.output_uri,
+            to=args.to,
+            out=args.out,
+            input=args.input,
+            storage=_storage_settings(args.config),
+        )
+    except ValidationError as error:
+        raise ConfigError(f"invalid export settings: {error}") from None
+    try:
+        summary = export_output(settings)
+    except ExportInterrupted as stopped:
+        log.error("%s", stopped)
+        return stopped.exit_code
+    summary_log.info("done: %s", summary.line())
+    for shard, why in sorted(summary.skipped.items()):
+        log.error("skipped shard %s: not committed (%s)", shard, why)
+    for shard, error in sorted(summary.failed.items()):
+        log.error("failed shard %s: %s", shard, error)
+    return summary.exit_code
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -475,6 +530,7 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
         "demo": _demo,
         "bench": _bench,
         "preview": _preview,
+        "export": _export,
         "synth": _synth,
         "models": _models,
         "train": _train,

@@ -267,12 +267,25 @@ def doubled_letter_line(rng: random.Random, words: list[str], length: int) -> st
     return fill_line(tokens, length)
 
 
+def rule_line(rng: random.Random, words: list[str], length: int) -> str:
+    """Runs of one mark, as separators and leaders print them (`-----`, `=====`,
+    `Contents ........ 12`): a reader has to count them."""
+    mark = rng.choice("-=_*.~#")
+    if rng.random() < 0.5:
+        return mark * max(3, length)
+    label, number = rng.choice(words).capitalize(), str(rng.randint(1, 999))
+    run = mark * max(3, length - len(label) - len(number) - 2)
+    return rng.choice([f"{label} {run} {number}", f"{number} {run}", f"{label} {run}"])
+
+
 def training_line(rng: random.Random, words: list[str], max_chars: int) -> str:
     """One line of training text: prose, words, structured tokens, digit-dense lines,
     doubled letters, or a mix of them."""
     length = line_length(rng, max_chars)
     kind = rng.random()
-    if kind < 0.1:
+    if kind < 0.03:
+        line = rule_line(rng, words, length)
+    elif kind < 0.1:
         line = numeric_line(rng, words, length)
     elif kind < 0.18:
         line = doubled_letter_line(rng, words, length)

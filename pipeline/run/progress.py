@@ -21,10 +21,18 @@ def _duration(seconds: float) -> str:
 
 class Progress:
     """Counts shards and images as they commit; shows them without escape codes when
-    stderr is not a terminal (`ray job logs`, CI)."""
+    stderr is not a terminal (`ray job logs`, CI). `export` counts pages exported."""
 
-    def __init__(self, shards_total: int, log_interval_s: float, interactive: bool | None = None):
+    def __init__(
+        self,
+        shards_total: int,
+        log_interval_s: float,
+        interactive: bool | None = None,
+        unit: str = "images",
+        done: str = "committed",
+    ):
         self.shards_total = shards_total
+        self.unit, self.done = unit, done
         self.shards_done = 0
         self.shards_failed = 0
         self.images = 0
@@ -45,9 +53,9 @@ class Progress:
         finished = self.shards_done + self.shards_failed
         eta = _duration(elapsed / finished * (self.shards_total - finished)) if finished else "?"
         return (
-            f"{self.shards_done}/{self.shards_total} shards committed, "
-            f"{self.shards_failed} failed, {self.images} images, "
-            f"{rate_text(self.images_per_s)} images/s, elapsed {_duration(elapsed)}, eta {eta}"
+            f"{self.shards_done}/{self.shards_total} shards {self.done}, "
+            f"{self.shards_failed} failed, {self.images} {self.unit}, "
+            f"{rate_text(self.images_per_s)} {self.unit}/s, elapsed {_duration(elapsed)}, eta {eta}"
         )
 
     def shard_committed(self, images: int) -> None:
@@ -62,7 +70,8 @@ class Progress:
     def _update(self) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(images=self.images, ips=rate_text(self.images_per_s))
+            rate = rate_text(self.images_per_s)
+            self.bar.set_postfix({self.unit: self.images, f"{self.unit}/s": rate})
         self.tick()
 
     def tick(self, slow_shards: Callable[[], list[str]] = list) -> None:

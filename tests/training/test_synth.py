@@ -70,6 +70,7 @@ def test_lines_are_dense_in_repeated_digits_dotted_dates_and_doubled_letters():
     text = " ".join(lines)
     assert len(re.findall(r"(\d)\1", text)) >= 150  # `1996`, `#17733`, `2,252,985`
     assert re.search(r"\b\d{1,2}\.\d{1,2}\.\d{4}\b", text)  # `21.8.2000`
+    assert sum(bool(re.search(r"([-=_*.~#])\1{4}", line)) for line in lines) >= 5  # rules
     doubled = sum(bool(re.search(r"([a-z])\1", line)) for line in lines)
     assert doubled >= 150, doubled
 

@@ -1,0 +1,1 @@
+"""`shardscribe export`: a committed page output as searchable PDFs, hOCR or ALTO."""
