@@ -30,13 +30,20 @@ class Shard:
     format: str
     paths: tuple[str, ...]
     root: str
+    size: int = 0  # bytes of its files, as listed: how the plan packs small shards
 
     def to_item(self) -> dict[str, Any]:
-        return {"id": self.id, "format": self.format, "paths": list(self.paths), "root": self.root}
+        return {
+            "id": self.id,
+            "format": self.format,
+            "paths": list(self.paths),
+            "root": self.root,
+            "size": self.size,
+        }
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Shard:
-        return cls(item["id"], item["format"], tuple(item["paths"]), item["root"])
+        return cls(item["id"], item["format"], tuple(item["paths"]), item["root"], item["size"])
 
 
 def shard_id(relative_path: str) -> str:
@@ -84,21 +91,27 @@ def _is_hidden(relative_path: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative_path.split("/"))
 
 
-def list_input_files(fs: fsspec.AbstractFileSystem, root: str, uri: str) -> dict[str, str]:
-    """{relative path: full path} of every visible file under root (or root itself)."""
+def list_input_files(
+    fs: fsspec.AbstractFileSystem, root: str, uri: str
+) -> dict[str, tuple[str, int]]:
+    """{relative path: (full path, bytes)} of every visible file under root (or root
+    itself). The sizes come with the listing, at no extra request."""
     fs.invalidate_cache()  # another process may have written since we last listed
     with storage_access(uri):
         try:
             if fs.isfile(root):
-                return {posixpath.basename(root): root}
-            found = fs.find(root, withdirs=False)
+                return {posixpath.basename(root): (root, fs.size(root))}
+            found = fs.find(root, withdirs=False, detail=True)
         except FileNotFoundError:  # no such path, or no such bucket
-            found = []
+            found = {}
     prefix = root.rstrip("/") + "/"
-    files = {path[len(prefix) :]: path for path in found if path.startswith(prefix)}
     if not found:
         raise InputError(f"input {uri} does not exist or is empty")
-    return {rel: path for rel, path in files.items() if not _is_hidden(rel)}
+    return {
+        path[len(prefix) :]: (path, info.get("size") or 0)
+        for path, info in found.items()
+        if path.startswith(prefix) and not _is_hidden(path[len(prefix) :])
+    }
 
 
 def discover_shards(
@@ -113,7 +126,7 @@ def discover_shards(
     files = list_input_files(fs, root, settings.uri)
     if exclude is not None:
         inside = exclude.rstrip("/") + "/"
-        files = {rel: path for rel, path in files.items() if not path.startswith(inside)}
+        files = {rel: file for rel, file in files.items() if not file[0].startswith(inside)}
     by_kind: dict[str, list[str]] = defaultdict(list)
     for rel in sorted(files):
         kind = _kind(rel)
@@ -133,12 +146,16 @@ def discover_shards(
     if fmt == "images":
         shards = _image_shards(by_kind[fmt], files, root, settings.images_per_shard)
     else:
-        shards = [Shard(shard_id(rel), fmt, (files[rel],), root) for rel in by_kind[fmt]]
+        shards = [
+            Shard(shard_id(rel), fmt, (files[rel][0],), root, files[rel][1]) for rel in by_kind[fmt]
+        ]
     _refuse_duplicate_ids(shards)
     return sorted(shards, key=lambda s: s.id)
 
 
-def _image_shards(rels: list[str], files: dict[str, str], root: str, size: int) -> list[Shard]:
+def _image_shards(
+    rels: list[str], files: dict[str, tuple[str, int]], root: str, size: int
+) -> list[Shard]:
     by_dir: dict[str, list[str]] = defaultdict(list)
     for rel in rels:
         by_dir[posixpath.dirname(rel)].append(rel)
@@ -146,8 +163,12 @@ def _image_shards(rels: list[str], files: dict[str, str], root: str, size: int) 
     for directory, members in by_dir.items():
         for start in range(0, len(members), size):
             name = f"part-{start // size:05d}"
-            group = tuple(files[rel] for rel in members[start : start + size])
-            shards.append(Shard(shard_id(posixpath.join(directory, name)), "images", group, root))
+            group = [files[rel] for rel in members[start : start + size]]
+            paths = tuple(path for path, _ in group)
+            bytes_ = sum(file_size for _, file_size in group)
+            shards.append(
+                Shard(shard_id(posixpath.join(directory, name)), "images", paths, root, bytes_)
+            )
     return shards
 
 

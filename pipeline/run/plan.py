@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -24,6 +25,14 @@ AUTO_CHUNK_ROWS = 64  # rows per block between the CPU tasks and the actors, bat
 # actor's model thread, so shards smaller than a batch still fill it
 # (`model.shared_batches`), and a continuous set stays full while blocks end.
 BLOCKS_PER_ACTOR = 16
+# Small shards share a read task and its blocks: each Ray task, block and actor call
+# costs the driver milliseconds of scheduling, as much as a one-image shard's whole work.
+# A shard of this size or more keeps a task of its own, so a slow or hung large shard
+# still holds up no other; and a run keeps at least TASKS_PER_CPU tasks per cluster CPU,
+# so a run of few shards spreads over the cluster and commits them one by one as before.
+TASK_BYTES = 8 << 20
+TASK_SHARDS = 64
+TASKS_PER_CPU = 4
 
 
 @dataclass(frozen=True)
@@ -64,9 +73,27 @@ def actor_resources(compute: ComputeSettings) -> ActorResources:
     return ActorResources(least, most, gpus, compute.cpus_per_actor, threads)
 
 
+def pack_shards(shards: list[Shard], least_tasks: int) -> Iterator[list[Shard]]:
+    """Consecutive shards in groups of at most TASK_SHARDS and about TASK_BYTES, and
+    small enough to make `least_tasks` groups: a read task each. Each shard is still
+    committed, retried and counted on its own."""
+    most = max(1, min(TASK_SHARDS, len(shards) // least_tasks))
+    group: list[Shard] = []
+    size = 0
+    for shard in shards:
+        if group and (len(group) == most or size + shard.size > TASK_BYTES):
+            yield group
+            group, size = [], 0
+        group.append(shard)
+        size += shard.size
+    if group:
+        yield group
+
+
 def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources) -> Dataset:
-    """One block per shard, read, decoded and preprocessed by exactly one CPU task, so a
-    hung or slow shard holds up no other; then the actor pool generates.
+    """Shards packed into read tasks (`pack_shards`: a large shard alone, small ones
+    together), each read, decoded and preprocessed by exactly one CPU task, so a hung or
+    slow large shard holds up no other; then the actor pool generates.
 
     A dead generation actor is restarted when there is room for it; the chunk it had in
     flight fails at once and its shard is redone in the runner's next pass. The CPU tasks
@@ -75,7 +102,9 @@ def build_plan(shards: list[Shard], config: JobConfig, resources: ActorResources
     as it comes. The CPU tasks stay apart from the actors as long as their CPU share
     differs from the actors'; with equal shares Ray fuses them.
     """
-    items = [shard.to_item() for shard in shards]
+    least_tasks = TASKS_PER_CPU * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    groups = pack_shards(shards, least_tasks)
+    items = [{"shards": [shard.to_item() for shard in group]} for group in groups]
     with warnings.catch_warnings():
         # Ray 2.60 deprecates `ray_remote_args_fn` and extra remote args such as
         # `max_task_retries` (removal announced for 2.64, hence the bound in

@@ -1,6 +1,6 @@
-"""The CPU task of a run, one per shard: read the shard's items, split pages into text
-lines when asked, decode and preprocess, and yield the rows in chunks, so pixels stream
-out instead of piling up for a whole shard (or a whole PDF)."""
+"""The CPU task of a run, one per shard or group of small shards: read the items, split
+pages into text lines when asked, decode and preprocess, and yield the rows in chunks, so
+pixels stream out instead of piling up for a whole shard (or a whole PDF)."""
 
 from __future__ import annotations
 
@@ -47,9 +47,13 @@ def read_and_preprocess(
     model_settings: ModelSettings,
     chunk_rows: int,
 ) -> Iterator[pa.Table]:
-    """Ray CPU task: each shard's rows in blocks of `chunk_rows`, with pixel values."""
+    """Ray CPU task: the rows of a group of shards (`plan.pack_shards`) in blocks of
+    `chunk_rows`, with pixel values; a block may hold rows of several small shards."""
     for item in items.to_pylist():
-        rows = read_rows(Shard.from_item(item), input_settings, storage)
+        shards = (Shard.from_item(shard) for shard in item["shards"])
+        rows = itertools.chain.from_iterable(
+            read_rows(shard, input_settings, storage) for shard in shards
+        )
         if input_settings.segment == "lines":
             limit = pixel_maker(model_settings).max_aspect
             rows = line_rows(rows, limit, input_settings.max_image_pixels)

@@ -23,6 +23,7 @@ from pipeline.output.lease import OutputLease
 from pipeline.output.ledger import Ledger, new_run_id, run_settings
 from pipeline.output.listing import split_committed
 from pipeline.run.assembler import ShardAssembler
+from pipeline.run.commits import CommitQueue
 from pipeline.run.interrupts import RunInterrupted, Stop, StopRequest, stop_on_signals
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress, rate_text
@@ -131,8 +132,10 @@ class _Job:
         # A shard still incomplete this long after its first row is named in progress lines.
         self.slow_after_s = config.retry.shard_timeout_s / 4
         self.output_columns = output_columns(config)
+        self.commits = CommitQueue(self.commit)
 
-    def commit(self, shard_id: str, rows: list[dict]) -> None:
+    def commit(self, shard_id: str, rows: list[dict]) -> tuple[int, int]:
+        """Write one shard (in a commit thread): (rows, row errors) written."""
         self.lease.check()
         errors = [
             (row["key"], row["error_class"], row["error"])
@@ -149,13 +152,24 @@ class _Job:
             self.fingerprint,
             self.output_columns,
         )
-        self.summary.mark("first_commit")
-        self.summary.shards_committed += 1
-        self.summary.rows += table.num_rows
-        self.summary.row_errors += len(errors)
+        self.summary.mark("first_commit")  # here, not when counted: the file exists now
         if shard_id in self.earlier_failures:
             self.ledger.clear_failure(shard_id)
-        self.progress.shard_committed(table.num_rows)
+        return table.num_rows, len(errors)
+
+    def _settle(self, assembler: ShardAssembler, everything: bool = False) -> None:
+        """Count the commits that finished; a shard whose commit failed is retried."""
+        for shard_id, future in self.commits.done(everything):
+            try:
+                rows, errors = future.result()
+            except OSError as error:
+                message = f"commit failed: {type(error).__name__}: {error}"
+                assembler.fail(shard_id, Failure(FailureClass.STORAGE, message, retryable=True))
+                continue
+            self.summary.shards_committed += 1
+            self.summary.rows += rows
+            self.summary.row_errors += errors
+            self.progress.shard_committed(rows)
 
     def run_pass(self, shards: list[Shard], resources: ActorResources) -> dict[str, Failure]:
         """Stream every shard once through the plan; commit each as it completes.
@@ -170,7 +184,7 @@ class _Job:
         # A block Ray could not process (its actor or worker died) does not end the pass:
         # its shard's rows are then missing at the end, and the shard is retried.
         dataset.context.max_errored_blocks = -1
-        self.stop.in_flight = lambda: set(assembler.first_row_at)
+        self.stop.in_flight = lambda: set(assembler.first_row_at) | self.commits.shards()
         # Closed on the way out, whatever stops the loop: Ray Data's executor threads are
         # then gone before Ray is (a thread of it touching a stopped Ray exits the process).
         batches = iter(
@@ -186,10 +200,11 @@ class _Job:
                         self.summary.mark_actor(row.pop("actor_startup"))
                     rows = assembler.add(row)
                     if rows is not None:
-                        self._commit_or_fail(assembler, row["shard"], rows)
+                        self.commits.submit(row["shard"], rows)
                     failure = assembler.failed.get(row["shard"])
                     if failure is not None and failure.kind is FailureClass.MODEL_LOAD:
                         raise ModelLoadError(failure.message)
+                self._settle(assembler)
                 self.progress.tick(lambda: assembler.slow_shards(self.slow_after_s))
                 self.stop.check(assembler.waiting)
         except (OutputBusyError, ModelLoadError):
@@ -203,15 +218,9 @@ class _Job:
         finally:
             self.stop.in_flight = set
             batches.close()
+            self._settle(assembler, everything=True)  # a stop too: what was assembled lands
         assembler.fail_unfinished(FailureClass.LOST, "rows missing at the end of the pass")
         return assembler.failed
-
-    def _commit_or_fail(self, assembler: ShardAssembler, shard_id: str, rows: list[dict]) -> None:
-        try:
-            self.commit(shard_id, rows)
-        except OSError as error:
-            message = f"commit failed: {type(error).__name__}: {error}"
-            assembler.fail(shard_id, Failure(FailureClass.STORAGE, message, retryable=True))
 
 
 def _backoff(config: JobConfig, attempt: int) -> float:
@@ -374,4 +383,5 @@ def _run_with_retries(job: _Job, pending: list[Shard], resources: ActorResources
                 time.sleep(delay)
             pending = retry
     finally:
+        job.commits.close()
         job.progress.close()

@@ -86,3 +86,15 @@ def test_an_output_inside_the_input_is_not_input(tmp_path):
         fs, str(tmp_path), InputSettings(uri=str(tmp_path)), exclude=str(tmp_path / "out")
     )
     assert [s.id for s in shards] == ["a"]
+
+
+def test_shards_carry_their_listed_sizes(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.tar").write_bytes(b"x" * 700)
+    (tmp_path / "i").mkdir()
+    (tmp_path / "i" / "p.png").write_bytes(b"12345")
+    (tmp_path / "i" / "q.png").write_bytes(b"678")
+    (tar,) = discover_shards(fs, str(tmp_path / "t"), InputSettings(uri=str(tmp_path / "t")))
+    assert tar.size == 700
+    (images,) = discover_shards(fs, str(tmp_path / "i"), InputSettings(uri=str(tmp_path / "i")))
+    assert images.size == 8

@@ -213,6 +213,24 @@ def test_truncated_shard_fails_alone_and_is_reported(tiny_model, tmp_path):
     assert status["failed"][0]["shard"] == "bad" and status["failed"][0]["attempts"] == 1
 
 
+def test_many_one_image_shards_packed_into_tasks_each_commit_exactly_once(tiny_model, tmp_path):
+    """Small shards share read tasks and blocks (`plan.pack_shards`), yet each is still
+    committed, failed and counted on its own: one truncated shard among them fails alone."""
+    images = sample_images(150)
+    for key, image in images.items():
+        write_tar(tmp_path / "in" / f"{key}.tar", webdataset_members({key: image}))
+    bad = tmp_path / "in" / "s0070.tar"
+    bad.write_bytes(bad.read_bytes()[:700])
+    summary = run_job(job_config(tmp_path / "in", tmp_path / "out", tiny_model))
+    assert (summary.shards_committed, summary.rows, summary.row_errors) == (149, 149, 0)
+    assert list(summary.failed) == ["s0070"]
+    table = pq.read_table(tmp_path / "out").to_pylist()
+    assert sorted((row["shard"], row["key"]) for row in table) == [
+        (key, key) for key in sorted(images) if key != "s0070"
+    ]
+    assert all(row["text"] and row["error"] is None for row in table)
+
+
 def test_sampling_reproduces_across_runs_and_batch_sizes(webdataset_input, tiny_model, tmp_path):
     root, _ = webdataset_input
     sample = {"do_sample": True, "seed": 5}
