@@ -1,10 +1,12 @@
 """`shardscribe bench`: the pipeline against bare batched generate and the naive loop.
 
-All three run in this process on the same model, images and generation settings:
+All four run on the same model, images and generation settings:
 
 - naive: for each image, the image processor and `generate` on that image alone;
 - bare: every image decoded and preprocessed up front (not timed), then batched
   `generate` in this process: the limit of this design on one machine;
+- cold bare: the script a user writes instead (`jobs/cold_bare.py`), as a fresh
+  process: imports, model load, then decoding, preprocessing and batched `generate`;
 - pipeline: `run_job` from shards to committed Parquet, with Ray already started (as a
   cluster would be), so it pays for discovery, reading, decoding, actor start-up and
   model load, generation and commits.
@@ -18,6 +20,8 @@ import io
 import json
 import platform
 import resource
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -159,6 +163,39 @@ def time_naive(model: str, generation: GenerationSettings, images: list[bytes]) 
     return time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class ColdBareTiming:
+    seconds: float  # from the process's launch to its last batch
+    startup_steps: dict[str, float]  # imported, loaded, first_batch: s from the launch
+    texts: list[str]
+
+
+def time_cold_bare(
+    model: str, generation: GenerationSettings, images: Path, batch_size: int
+) -> ColdBareTiming:
+    """Run the user's script in a fresh process, timed from its launch."""
+    spec = {
+        "model": model,
+        "images": str(images),
+        "batch_size": batch_size,
+        "generate": generation.generate_overrides(),
+    }
+    launched = time.time()
+    command = [sys.executable, "-m", "jobs.cold_bare", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    out = json.loads(done.stdout)
+    steps = {step: round(out[step] - launched, 2) for step in ("imported", "loaded", "first_batch")}
+    return ColdBareTiming(out["done"] - launched, steps, out["texts"])
+
+
+def write_files(images: list[bytes], folder: Path) -> Path:
+    """The images as PNG files, named in their order, for the cold script to read."""
+    folder.mkdir(parents=True)
+    for i, data in enumerate(images):
+        (folder / f"{i:07d}.png").write_bytes(data)
+    return folder
+
+
 def run_bench(settings: BenchSettings) -> dict[str, Any]:
     settings.workdir.mkdir(parents=True, exist_ok=True)
     model = model_path(settings)
@@ -175,12 +212,15 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
     pipeline = time_pipeline(config)
     driver_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    folder = write_files(images, settings.workdir / run / "images")
+    cold = time_cold_bare(model, config.generation, folder, settings.batch_size)
     steady = pipeline.steady_ips
     loaded = load_model(config.model)
     generator = TextGenerator(loaded, config.generation)
     bare_s, bare_texts = time_bare(generator, images, settings.batch_size)
     naive_s = time_naive(model, config.generation, images)
     n = len(images)
+    pipeline_texts = [pipeline.texts[f"{i:07d}"] for i in range(n)]
     return {
         "model": settings.model,
         "images": n,
@@ -192,14 +232,19 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
         "storage": settings.storage,
         "naive_ips": round(n / naive_s, 3),
         "bare_ips": round(n / bare_s, 3),
+        "cold_bare_ips": round(n / cold.seconds, 3),
         "pipeline_ips": round(n / pipeline.seconds, 3),
         "pipeline_vs_bare": round(bare_s / pipeline.seconds, 3),
+        "pipeline_vs_cold_bare": round(cold.seconds / pipeline.seconds, 3),
         "bare_vs_naive": round(naive_s / bare_s, 3),
         "pipeline_startup_s": round(pipeline.startup_s, 2),
         "pipeline_startup_steps_s": pipeline.startup_steps,
+        "cold_bare_startup_s": cold.startup_steps["first_batch"],
+        "cold_bare_startup_steps_s": cold.startup_steps,
         "pipeline_steady_ips": steady and round(steady, 3),
         "pipeline_steady_vs_bare": steady and round(steady * bare_s / n, 3),
-        "pipeline_equals_bare": [pipeline.texts[f"{i:07d}"] for i in range(n)] == bare_texts,
+        "pipeline_equals_bare": pipeline_texts == bare_texts,
+        "pipeline_equals_cold_bare": pipeline_texts == cold.texts,
         "driver_peak_rss_mb": round(driver_peak_rss_mb, 1),
         "device": str(loaded.device),
         "device_name": _device_name(loaded.device),
@@ -221,6 +266,7 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [
         ("naive", result["naive_ips"], "per image: processor + generate"),
         ("bare", result["bare_ips"], "batched generate on prepared pixels (the limit)"),
+        ("cold bare", result["cold_bare_ips"], "a fresh script: imports, load, batches"),
         ("pipeline", result["pipeline_ips"], "shards -> committed Parquet"),
     ]
     lines = [
@@ -231,15 +277,24 @@ def format_table(result: dict[str, Any]) -> str:
         *(f"{name:9} {ips:>9.2f}  {what}" for name, ips, what in rows),
         f"pipeline start-up {result['pipeline_startup_s']:.1f}s (first shard committed), "
         f"steady {result['pipeline_steady_ips'] or 0:.2f} images/s after it",
-        "start-up steps (s from the start): "
-        + ", ".join(f"{step} {s:.1f}" for step, s in result["pipeline_startup_steps_s"].items()),
+        _steps("pipeline", result["pipeline_startup_steps_s"]),
+        f"cold bare start-up {result['cold_bare_startup_s']:.1f}s (first batch generated)",
+        _steps("cold bare", result["cold_bare_startup_steps_s"]),
         f"pipeline / bare = {result['pipeline_vs_bare']:.2f} "
         f"(steady: {result['pipeline_steady_vs_bare'] or 0:.2f}), "
-        f"bare / naive = {result['bare_vs_naive']:.2f}, "
+        f"pipeline / cold bare = {result['pipeline_vs_cold_bare']:.2f}, "
+        f"bare / naive = {result['bare_vs_naive']:.2f}",
         f"pipeline texts equal bare: {result['pipeline_equals_bare']}, "
+        f"cold bare: {result['pipeline_equals_cold_bare']}, "
         f"driver peak RSS {result['driver_peak_rss_mb']:.0f} MB",
     ]
     return "\n".join(lines)
+
+
+def _steps(mode: str, steps: dict[str, float]) -> str:
+    return f"{mode} start-up steps (s from the start): " + ", ".join(
+        f"{step} {s:.1f}" for step, s in steps.items()
+    )
 
 
 def print_result(result: dict[str, Any], as_json: bool) -> None:

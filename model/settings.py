@@ -14,6 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from model.bundled import DEFAULT_MODEL, resolve_model_name
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+# The fields of GenerationSettings that are arguments of `generate`.
+GENERATE_ARGUMENTS = (
+    "max_new_tokens",
+    "num_beams",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "num_return_sequences",
+)
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -114,15 +124,7 @@ class GenerationSettings(BaseModel):
 
     def generate_overrides(self) -> dict[str, int | float | bool]:
         """The `generate` arguments set here; the rest stay the checkpoint's."""
-        names = (
-            "max_new_tokens",
-            "num_beams",
-            "do_sample",
-            "temperature",
-            "top_k",
-            "top_p",
-            "num_return_sequences",
-        )
+        names = GENERATE_ARGUMENTS
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 

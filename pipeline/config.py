@@ -19,7 +19,12 @@ from pydantic import (
 )
 
 from model.images import DEFAULT_MAX_IMAGE_PIXELS
-from model.settings import GenerationSettings, LabelSettings, ModelSettings
+from model.settings import (
+    GENERATE_ARGUMENTS,
+    GenerationSettings,
+    LabelSettings,
+    ModelSettings,
+)
 from pipeline.errors import ConfigError
 
 ShardFormat = Literal["auto", "webdataset", "parquet", "images", "pdf"]
@@ -226,31 +231,26 @@ class ProgressSettings(Section):
     )
 
 
+def section(settings: type[BaseModel], description: str) -> Any:
+    """A config section that may be left out, and then takes its defaults."""
+    return Field(default_factory=settings, description=description)
+
+
 class JobConfig(Section):
     """Everything a run needs. YAML sections mirror these fields."""
 
     input: InputSettings = Field(description="Where the shards are and how to read them.")
     output: OutputSettings = Field(description="Where results go.")
-    model: ModelSettings = Field(
-        default_factory=ModelSettings,
-        description="The VisionEncoderDecoder checkpoint (default: the bundled printed-lines).",
+    model: ModelSettings = section(
+        ModelSettings,
+        "The VisionEncoderDecoder checkpoint (default: the bundled printed-lines).",
     )
-    generation: GenerationSettings = Field(
-        default_factory=GenerationSettings, description="How text is generated."
-    )
-    label: LabelSettings = Field(
-        default_factory=LabelSettings, description="Scores and choices, for labeling."
-    )
-    compute: ComputeSettings = Field(
-        default_factory=ComputeSettings, description="Ray resources and batching."
-    )
-    retry: RetrySettings = Field(default_factory=RetrySettings, description="Per-shard retry.")
-    storage: StorageSettings = Field(
-        default_factory=StorageSettings, description="Object store credentials and endpoint."
-    )
-    progress: ProgressSettings = Field(
-        default_factory=ProgressSettings, description="Progress reporting."
-    )
+    generation: GenerationSettings = section(GenerationSettings, "How text is generated.")
+    label: LabelSettings = section(LabelSettings, "Scores and choices, for labeling.")
+    compute: ComputeSettings = section(ComputeSettings, "Ray resources and batching.")
+    retry: RetrySettings = section(RetrySettings, "Per-shard retry.")
+    storage: StorageSettings = section(StorageSettings, "Object store credentials and endpoint.")
+    progress: ProgressSettings = section(ProgressSettings, "Progress reporting.")
 
     @model_validator(mode="before")
     @classmethod
@@ -309,17 +309,7 @@ OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
         "pdf_text_layer",
     ),
     "model": ("name", "revision", "dtype", "attn_implementation", "trust_remote_code"),
-    "generation": (
-        "max_new_tokens",
-        "num_beams",
-        "do_sample",
-        "temperature",
-        "top_k",
-        "top_p",
-        "num_return_sequences",
-        "seed",
-        "prompt",
-    ),
+    "generation": (*GENERATE_ARGUMENTS, "seed", "prompt"),
     "label": ("score", "choices"),
 }
 FREE_FIELDS: dict[str, tuple[str, ...]] = {

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from model.errors import ModelLoadError
-from model.settings import GenerationSettings, LabelSettings, ModelSettings, row_seed
+from model.settings import row_seed
 from pipeline.failures import FailureClass
 from pipeline.run.rows import (
     ACTOR_STARTUP_STEPS,
@@ -30,15 +30,8 @@ class GenerationStage:
     """Ray actor stage: the model is loaded once per actor, then generation (or, in
     choices mode, scoring of the given labels) for the rows of every block it serves."""
 
-    def __init__(
-        self,
-        model_settings: ModelSettings,
-        generation: GenerationSettings,
-        label: LabelSettings,
-        torch_threads: int | None,
-        batch_size: int | Literal["auto"],
-        batching: Literal["auto", "continuous", "static"] = "auto",
-    ):
+    def __init__(self, **server_args: Any):
+        """server_args: `model.serving.ModelServer`'s, which this stage passes on."""
         # When each start-up step ended, sent back once with the first rows (then None).
         self.startup: dict[str, float] | None = {"actor_started": time.time()}
         self._startup_sent = threading.Lock()
@@ -50,13 +43,11 @@ class GenerationStage:
 
         self.startup["model_imported"] = time.time()
         hf_logging.disable_progress_bar()
-        self.seed = generation.seed
+        self.seed = server_args["generation"].seed
         self.load_error: str | None = None
         self.server: ModelServer | None = None
         try:
-            self.server = ModelServer(
-                model_settings, generation, label, torch_threads, batch_size, batching
-            )
+            self.server = ModelServer(**server_args)
             self.startup["model_loaded"] = time.time()
         except ModelLoadError as error:
             # Reported as data on every row, so the driver stops with this message; an

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config import ClusterSettings, InputSettings, Section, StorageSettings
+from pipeline.config import ClusterSettings, InputSettings, Section, StorageSettings, section
 from pipeline.storage import join
 
 
@@ -143,15 +143,7 @@ class TrainConfig(Section):
     input: TrainInputSettings = Field(description="The image-text shards.")
     output: TrainOutputSettings = Field(description="Where the model and checkpoints go.")
     model: TrainModelSettings = Field(description="What to train.")
-    training: OptimisationSettings = Field(
-        default_factory=OptimisationSettings, description="Optimisation."
-    )
-    evaluation: EvaluationSettings = Field(
-        default_factory=EvaluationSettings, description="Validation and logging."
-    )
-    compute: TrainComputeSettings = Field(
-        default_factory=TrainComputeSettings, description="Ray Train resources."
-    )
-    storage: StorageSettings = Field(
-        default_factory=StorageSettings, description="Object store access."
-    )
+    training: OptimisationSettings = section(OptimisationSettings, "Optimisation.")
+    evaluation: EvaluationSettings = section(EvaluationSettings, "Validation and logging.")
+    compute: TrainComputeSettings = section(TrainComputeSettings, "Ray Train resources.")
+    storage: StorageSettings = section(StorageSettings, "Object store access.")
