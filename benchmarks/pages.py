@@ -63,9 +63,13 @@ class Page:
 
 
 def _regular_face(paths: tuple[str, ...]) -> str:
-    """The family's upright, normal-weight face when its file name says so."""
-    plain = [p for p in paths if re.search(r"-(Regular|Roman|Book|Light)\.", p)]
-    return sorted(plain or paths)[0]
+    """The family's upright, normal-weight face when its file name says so (Regular
+    before Roman, Book and Light: Noto's extra package adds a Light that sorts first)."""
+    for weight in ("Regular", "Roman", "Book", "Light"):
+        plain = [p for p in paths if re.search(rf"-{weight}\.", p, re.IGNORECASE)]
+        if plain:
+            return sorted(plain)[0]
+    return sorted(paths)[0]
 
 
 def _prose(rng: random.Random, words: int) -> str:
@@ -120,8 +124,13 @@ def make_pdfs(scratch: Path, count: int) -> list[tuple[Path, list[str]]]:
         pdf.set_font("body", size=rng.choice((10, 11, 12)))
         pdf.add_page()
         words = _prose(rng, 400)
-        lines = pdf.multi_cell(0, pdf.font_size * 1.4, words, dry_run=True, output="LINES")
-        pdf.multi_cell(0, pdf.font_size * 1.4, words)
+        pitch = pdf.font_size * 1.4
+        # Ragged right (justified lines of long file paths open gaps that read as
+        # columns), and only the lines that fit the one page.
+        lines = pdf.multi_cell(0, pitch, words, align="L", dry_run=True, output="LINES")
+        lines = lines[: int((pdf.h - pdf.t_margin - pdf.b_margin) // pitch)]
+        for line in lines:
+            pdf.cell(0, pitch, line, new_x="LMARGIN", new_y="NEXT")
         path = scratch / f"doc-{i}.pdf"
         pdf.output(str(path))
         made.append((path, [line.strip() for line in lines]))
