@@ -29,10 +29,12 @@ BLOCKS_PER_ACTOR = 16
 # costs the driver milliseconds of scheduling, as much as a one-image shard's whole work.
 # A shard of this size or more keeps a task of its own, so a slow or hung large shard
 # still holds up no other; and a run keeps at least TASKS_PER_CPU tasks per cluster CPU,
-# so a run of few shards spreads over the cluster and commits them one by one as before.
+# so a run of few shards spreads over the cluster and commits them one by one as before,
+# and an autoscaling pool sees blocks queue up and grows (at 4 per CPU, 120 small shards
+# on a cluster of 2 CPUs never grew onto a node that joined: test_node_loss).
 TASK_BYTES = 8 << 20
 TASK_SHARDS = 64
-TASKS_PER_CPU = 4
+TASKS_PER_CPU = 16
 
 
 @dataclass(frozen=True)
