@@ -175,15 +175,22 @@ def test_loss_falls_on_a_small_set(tmp_path):
     pixels = parts.image_processor(images=images, return_tensors="pt").pixel_values
     labels = trim_labels(torch.from_numpy(encode_labels(texts, parts.tokenizer, 16).labels))
     module = OCRTrainingModule(parts.model, ctc_weight=0.5)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    losses = _cross_entropy_over_steps(module, pixels, labels, 60, 3e-3, objective="ce")
+    assert losses[-1] < losses[0] / 2, losses[::10]
+
+
+def _cross_entropy_over_steps(module, pixels, labels, steps: int, lr: float, objective: str):
+    """AdamW steps on one batch, minimising cross-entropy alone (`ce`) or the module's
+    whole loss (`total`); the cross-entropy before each step."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
     losses = []
-    for _ in range(60):
-        _, ce, _ = module(pixels, labels)
+    for _ in range(steps):
+        loss, ce, _ = module(pixels, labels)
         losses.append(float(ce.detach()))
-        ce.backward()
+        (loss if objective == "total" else ce).backward()
         optimizer.step()
         optimizer.zero_grad()
-    assert losses[-1] < losses[0] / 2, losses[::10]
+    return losses
 
 
 def test_missing_text_column_is_named(tmp_path):
@@ -235,15 +242,10 @@ def test_a_warm_start_with_a_new_ctc_head_does_not_raise_the_loss(tmp_path):
     pixels = processor(images=images, return_tensors="pt").pixel_values
     labels = trim_labels(torch.from_numpy(encode_labels(texts, tokenizer, 126).labels))
 
-    module = _warm_start(head_only=True)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=5e-5)  # ~ step 20 of the warmup
-    losses = []
-    for _ in range(10):
-        loss, ce, _ = module(pixels, labels)
-        losses.append(float(ce.detach()))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    # A learning rate of about step 20 of the warmup.
+    losses = _cross_entropy_over_steps(
+        _warm_start(head_only=True), pixels, labels, 10, 5e-5, objective="total"
+    )
     assert max(losses[1:]) < losses[0] and losses[-1] < losses[0] / 2, losses
 
     def encoder_grads(module: OCRTrainingModule, objective: str) -> list[torch.Tensor]:
