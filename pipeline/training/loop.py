@@ -34,7 +34,7 @@ from pipeline.training.objective import (
     optimizer_step,
     trim_labels,
 )
-from pipeline.training.saving import save_model
+from pipeline.training.saving import save_model, throughput
 
 log = logging.getLogger(__name__)
 
@@ -252,12 +252,7 @@ class _Throughput:
         return window.steps / elapsed, window.steps * self.images_per_step / elapsed
 
     def summary(self) -> dict[str, float]:
-        seconds = max(self.seconds, 1e-9)
-        return {
-            "steps_per_s": round(self.steps / seconds, 3),
-            "images_per_s": round(self.steps * self.images_per_step / seconds, 1),
-            "training_s": round(self.seconds, 1),
-        }
+        return throughput(self.steps, self.seconds, self.images_per_step)
 
 
 def _log_progress(

@@ -33,3 +33,13 @@ def save_model(
         for file in sorted(Path(directory).iterdir()):
             fs.put_file(str(file), posixpath.join(root, file.name))
     log.info("saved the trained model to %s", uri)
+
+
+def throughput(steps: int, seconds: float, images_per_step: int) -> dict[str, float]:
+    """A run's training speed as `training.json` records it."""
+    rate = steps / max(seconds, 1e-9)
+    return {
+        "steps_per_s": round(rate, 3),
+        "images_per_s": round(rate * images_per_step, 1),
+        "training_s": round(seconds, 1),
+    }

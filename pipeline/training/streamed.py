@@ -43,7 +43,7 @@ from pipeline.training.objective import (
     optimizer_step,
     trim_labels,
 )
-from pipeline.training.saving import save_model
+from pipeline.training.saving import save_model, throughput
 
 log = logging.getLogger(__name__)
 CHUNK = 64  # lines a worker renders and encodes at once (the processor is per call)
@@ -205,11 +205,7 @@ def _save(parts, settings: StreamSettings, step: int, fresh: int, started: float
         "fresh_batches": fresh,
         "images_seen": step * settings.batch_size,
         "images_rendered": fresh * settings.batch_size,
-        "throughput": {
-            "steps_per_s": round(step / elapsed, 3),
-            "images_per_s": round(step * settings.batch_size / elapsed, 1),
-            "training_s": round(elapsed, 1),
-        },
+        "throughput": throughput(step, elapsed, settings.batch_size),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "settings": asdict(settings),
     }
