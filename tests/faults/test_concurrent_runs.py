@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -94,7 +95,13 @@ def test_two_runs_started_together_one_refused_no_duplicates(tmp_path, tiny_mode
     deadline = time.monotonic() + 60
     while not os.path.exists(_lease_file(tmp_path / "out")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    # Paused while it holds the lease: a tiny run could otherwise finish before the second
+    # one is through its start-up, and the second would find nothing left to refuse.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     _, first_log = first.communicate(timeout=300)
     assert first.returncode == 0, first_log[-2000:]
     assert second.returncode == 2
