@@ -1,6 +1,6 @@
 """Where everything of an output lives: one Parquet file per shard, and the ledger
 under `_shardscribe/` (the run's settings, failed shards, row errors, run history,
-the lease). Bump SCHEMA_VERSION when the files' meaning changes."""
+row counts, the lease). Bump SCHEMA_VERSION when the files' meaning changes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ RUN_FILE = "run.json"  # the output's settings, fingerprint, input and shard cou
 FAILED_DIR = "failed"  # one JSON record per shard that failed after its retries
 ROW_ERRORS_DIR = "row_errors"  # one JSON-lines file per committed shard with row errors
 RUNS_DIR = "runs"  # one JSON record per run: the run history
+COUNTS_DIR = "counts"  # committed shards' row counts, a Parquet file per 10,000 (status)
 LEASE_FILE = "lease.json"  # who runs into the output now
 # Parquet footer keys of every shard file.
 FINGERPRINT_KEY = b"shardscribe.fingerprint"

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline.config import StorageSettings
+from pipeline.output.counts import read_counts
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files, footer_counts, not_an_output
 from pipeline.storage import open_filesystem, storage_access
@@ -27,9 +28,13 @@ def _open_output(uri: str, storage: StorageSettings):
 
 def output_status(uri: str, storage: StorageSettings) -> dict[str, Any]:
     """Shards total / committed / failed, rows and row errors, and each failed shard."""
-    fs, _, ledger, run, files = _open_output(uri, storage)
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = list(pool.map(lambda path: footer_counts(fs, path), files.values()))
+    fs, root, ledger, run, files = _open_output(uri, storage)
+    with storage_access(uri):
+        indexed = read_counts(fs, root)
+    counts = [indexed[shard] for shard in files if shard in indexed]
+    unindexed = [path for shard, path in files.items() if shard not in indexed]
+    with ThreadPoolExecutor(max_workers=16) as pool:  # a GET each on an object store
+        counts += pool.map(lambda path: footer_counts(fs, path), unindexed)
     failures = [f for f in ledger.failures() if f.shard not in files]
     total = max(run["shards_total"] if run else 0, len(files) + len(failures))
     return {

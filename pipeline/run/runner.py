@@ -19,6 +19,7 @@ from pipeline.errors import OutputBusyError
 from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.output.commit import commit_shard, output_columns
+from pipeline.output.counts import CountsLog
 from pipeline.output.lease import OutputLease
 from pipeline.output.ledger import Ledger, new_run_id, run_settings
 from pipeline.output.listing import split_committed
@@ -133,6 +134,7 @@ class _Job:
         self.slow_after_s = config.retry.shard_timeout_s / 4
         self.output_columns = output_columns(config)
         self.commits = CommitQueue(self.commit)
+        self.counts = CountsLog(ledger.fs, ledger.root, summary.run_id)
 
     def commit(self, shard_id: str, rows: list[dict]) -> tuple[int, int]:
         """Write one shard (in a commit thread): (rows, row errors) written."""
@@ -169,6 +171,7 @@ class _Job:
             self.summary.shards_committed += 1
             self.summary.rows += rows
             self.summary.row_errors += errors
+            self.counts.add(shard_id, rows, errors)
             self.progress.shard_committed(rows)
 
     def run_pass(self, shards: list[Shard], resources: ActorResources) -> dict[str, Failure]:
@@ -343,7 +346,10 @@ def _run_shards(
         return
     progress = Progress(len(pending), config.progress.log_interval_s)
     job = _Job(config, ledger, lease, fingerprint, summary, progress, stop)
-    _run_with_retries(job, pending, actor_resources(config.compute))
+    try:
+        _run_with_retries(job, pending, actor_resources(config.compute))
+    finally:
+        job.counts.flush()
 
 
 def _run_with_retries(job: _Job, pending: list[Shard], resources: ActorResources) -> None:
