@@ -63,6 +63,44 @@ def _config(input_uri: str, output_uri: str, model: str):
     )
 
 
+def _process_tree_cpu_s(root: int) -> dict[str, float]:
+    """CPU seconds (user + system, reaped children included) of every process under
+    `root`, summed by name: the driver, Ray's own daemons and its workers. CPU time, not
+    wall time, so the figures hold on a machine that is busy with other work."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents, names, cpu = {}, {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # the process ended while we looked
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        cpu[pid] = sum(int(value) for value in fields[11:15]) / ticks
+        names[pid] = _process_role(pid == root, cmdline)
+    totals: dict[str, float] = {}
+    for pid in cpu:
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            totals[names[pid]] = totals.get(names[pid], 0.0) + cpu[pid]
+    return totals
+
+
+def _process_role(is_driver: bool, cmdline: list[bytes]) -> str:
+    if is_driver:
+        return "driver"
+    program = cmdline[0].decode(errors="replace")
+    if program.startswith("ray::"):  # a worker names itself by what it last ran
+        return "actor" if "MapWorker" in program else "tasks"
+    return "ray daemons"
+
+
 def run_one(step: str, input_uri: str, output_uri: str, model: str) -> dict:
     """One step in this process: the run (the driver's RSS before and at its peak, and the
     rates), a no-op rerun once every shard is committed, or `status`."""
@@ -81,9 +119,16 @@ def run_one(step: str, input_uri: str, output_uri: str, model: str) -> dict:
         return {"noop_rerun_s": round(time.perf_counter() - start, 2)}
     ray.init(num_cpus=os.cpu_count(), log_to_driver=False)
     before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cpu_before = _process_tree_cpu_s(os.getpid())
     start = time.perf_counter()
     summary = run_job(config)
     seconds = time.perf_counter() - start
+    cpu_after = _process_tree_cpu_s(os.getpid())
+    shards = max(summary.shards_committed, 1)
+    cpu_ms = {
+        role: round(1000 * (cpu_after[role] - cpu_before.get(role, 0.0)) / shards, 2)
+        for role in sorted(cpu_after)
+    }
     return {
         "rows": summary.rows,
         "shards": summary.shards_committed,
@@ -94,6 +139,9 @@ def run_one(step: str, input_uri: str, output_uri: str, model: str) -> dict:
         "first_commit_s": summary.startup.get("first_commit"),
         "driver_rss_before_run_mb": round(before_mb, 1),
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cpu_ms_per_shard": cpu_ms,
+        # what the CPU work alone allows on this machine's cores, however busy it is
+        "cpu_bound_shards_per_s": round(1000 * os.cpu_count() / sum(cpu_ms.values()), 1),
     }
 
 
