@@ -31,7 +31,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
 import pyarrow.dataset as ds
 import torch
 from fpdf import FPDF
@@ -231,7 +230,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def _rendered(path: Path, dpi: int) -> tuple[Path, Image.Image]:
     """The PDF's first page as `shardscribe run` renders it."""
-    pages = PdfPages(fsspec.filesystem("file"), str(path), dpi, None, prefer_text_layer=False)
+    pages = PdfPages(path.open("rb"), dpi, None, prefer_text_layer=False)
     try:
         return path, pages[0]
     finally:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import fsspec
 import pyarrow as pa
 import pypdf
 import pypdfium2 as pdfium
@@ -41,21 +40,21 @@ class TextLayer:
 
 
 class PdfPages(Sequence):
-    """The pages of one PDF, opened from storage; `pages[i]` renders page i (or returns
-    its text layer) when asked, so a long PDF is never held whole. Errors opening the
-    file are the shard's (ShardReadError); a page's are its row's (ImageDecodeError)."""
+    """The pages of one PDF, from a file opened on storage (which they close); `pages[i]`
+    renders page i (or returns its text layer) when asked, so a long PDF is never held
+    whole. Errors opening the file are the shard's (ShardReadError); a page's are its
+    row's (ImageDecodeError)."""
 
     def __init__(
         self,
-        fs: fsspec.AbstractFileSystem,
-        path: str,
+        file: BinaryIO,
         dpi: int,
         max_pixels: int | None,
         prefer_text_layer: bool,
     ):
         self.dpi, self.max_pixels, self.prefer_text_layer = dpi, max_pixels, prefer_text_layer
         self.scale = dpi / POINTS_PER_INCH  # pixels per PDF point
-        self._file = fs.open(path, "rb")
+        self._file = file
         self._document: pdfium.PdfDocument | None = None
         try:
             self._document = pdfium.PdfDocument(self._file)

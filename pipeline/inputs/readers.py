@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import ShardReadError
 from pipeline.inputs.pdf import PdfPages, page_key
 from pipeline.inputs.shards import IMAGE_EXTENSIONS, Shard
+from pipeline.storage import open_listed
 
 SIDECAR_EXTENSIONS = ("json", "txt", "cls")
 # Passthrough columns may not shadow the output's own columns.
@@ -87,7 +88,8 @@ def read_webdataset(fs: fsspec.AbstractFileSystem, shard: Shard, _settings) -> S
     repeated member, starts a new sample: it gets its own row, flagged as a duplicate."""
     samples: list[tuple[str, dict[str, bytes]]] = []
     try:
-        with fs.open(shard.paths[0], "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+        raw = open_listed(fs, shard.paths[0], shard.size)
+        with raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
                 parsed = _split_member(member.name) if member.isfile() else None
                 if parsed is None:
@@ -154,7 +156,7 @@ def _image_column(schema: pa.Schema, wanted: str | None) -> str:
 def read_parquet(fs: fsspec.AbstractFileSystem, shard: Shard, settings) -> SourceRows:
     """Image bytes from the image column; every other column passes through unchanged."""
     try:
-        with fs.open(shard.paths[0], "rb") as raw:
+        with open_listed(fs, shard.paths[0], shard.size) as raw:
             table = pq.read_table(raw)
     except pa.ArrowInvalid as error:
         raise ShardReadError(f"not a readable Parquet file: {error}") from None
@@ -203,8 +205,7 @@ def read_images(fs: fsspec.AbstractFileSystem, shard: Shard, _settings) -> Sourc
 def read_pdf(fs: fsspec.AbstractFileSystem, shard: Shard, settings) -> SourceRows:
     """One row per page, keyed page-0001, ...; the page number is the column `page`."""
     pages = PdfPages(
-        fs,
-        shard.paths[0],
+        open_listed(fs, shard.paths[0], shard.size),
         settings.pdf_dpi,
         settings.max_image_pixels,
         prefer_text_layer=settings.pdf_text_layer == "prefer",

@@ -38,6 +38,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+LEASE_MAX_BYTES = 1 << 16  # a lease record is a line of JSON, far below this
+
+
 class OutputLease:
     """The right to write one output, held for `ttl_s` seconds at a time."""
 
@@ -51,8 +54,10 @@ class OutputLease:
         self._heartbeat: threading.Thread | None = None
 
     def _read(self) -> dict[str, Any] | None:
+        """The lease as stored, in one GET: a range past its end gives the whole file,
+        where a plain read first asks for its size (a HEAD on S3, before every commit)."""
         try:
-            return json.loads(self.fs.cat_file(self.path))
+            return json.loads(self.fs.cat_file(self.path, start=0, end=LEASE_MAX_BYTES))
         except FileNotFoundError:
             return None
 

@@ -9,11 +9,23 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.config import InputSettings, StorageSettings
+from pipeline.inputs.readers import read_source_rows
+from pipeline.inputs.shards import discover_shards
+from pipeline.output.lease import OutputLease
 from pipeline.output.status import output_status
 from pipeline.run.runner import run_job
+from pipeline.storage import open_filesystem
 from tests.conftest import job_config
 from tests.support.cli import shardscribe
-from tests.support.data import sample_images, webdataset_members, write_parquet, write_tar
+from tests.support.data import (
+    sample_images,
+    webdataset_members,
+    write_parquet,
+    write_pdf,
+    write_tar,
+)
+from tests.support.flaky_proxy import flaky_proxy
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +170,35 @@ def test_storage_access_problems_are_one_line_and_exit_2(
         assert result.returncode == 2, (command, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
         assert expected in result.stderr.splitlines()[-1], (command, result.stderr[-2000:])
+
+
+def test_a_small_shard_is_one_get_and_a_commit_check_one_more(bucket, tmp_path):
+    """On S3 each request is paid for: a one-document shard reads in one GET (no HEAD for
+    its size, which the listing gave), and the lease check before each commit is one GET."""
+    server, _ = bucket
+    pdf_bytes = write_pdf(tmp_path / "doc.pdf", ["A page"]).read_bytes()
+    server.filesystem().pipe_file("data/one-pdf/doc.pdf", pdf_bytes)
+    with flaky_proxy(server.endpoint_url, fault_rate=0.0) as proxy:
+        storage = StorageSettings(**_storage(server) | {"endpoint_url": proxy.endpoint_url})
+        fs, _ = open_filesystem("s3://data", storage)
+
+        def requests(action, *args):
+            """What `action(*args)` returned, and the requests it made by method."""
+            before = dict(proxy.stats.methods)
+            result = action(*args)
+            made = {method: n - before.get(method, 0) for method, n in proxy.stats.methods.items()}
+            return result, {method: n for method, n in made.items() if n}
+
+        for prefix, rows in (("wds", 4), ("one-pdf", 1)):
+            settings = InputSettings(uri=f"s3://data/{prefix}")
+            shard = discover_shards(fs, f"data/{prefix}", settings)[0]
+            fs.invalidate_cache()  # a read task's process has not listed anything
+            read, made = requests(read_source_rows, fs, shard, settings)
+            assert (len(read.keys), made) == (rows, {"GET": 1})
+            read.close()
+        lease = OutputLease(fs, "data/leased", ttl_s=60)
+        lease.acquire()
+        try:
+            assert requests(lease.check) == (None, {"GET": 1})
+        finally:
+            lease.release()
