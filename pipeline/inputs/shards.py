@@ -22,7 +22,7 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a million of them in a large run
 class Shard:
     """One unit of work: a tar, a Parquet file, a PDF, or a group of image files."""
 
