@@ -30,6 +30,7 @@ from pathlib import Path
 
 from jobs.bench import line_images
 from pipeline.inputs.webdataset import tar_bytes
+from tests.support.processes import all_processes, with_descendants
 
 DISTINCT_IMAGES = 64  # rendered once, repeated: throughput does not depend on the text
 
@@ -65,39 +66,21 @@ def _config(input_uri: str, output_uri: str, model: str):
 
 def _process_tree_cpu_s(root: int) -> dict[str, float]:
     """CPU seconds (user + system, reaped children included) of every process under
-    `root`, summed by name: the driver, Ray's own daemons and its workers. CPU time, not
+    `root`, summed by role: the driver, Ray's own daemons and its workers. CPU time, not
     wall time, so the figures hold on a machine that is busy with other work."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents, names, cpu = {}, {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:  # the process ended while we looked
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry)
-        parents[pid] = int(fields[1])
-        cpu[pid] = sum(int(value) for value in fields[11:15]) / ticks
-        names[pid] = _process_role(pid == root, cmdline)
+    table = all_processes()
     totals: dict[str, float] = {}
-    for pid in cpu:
-        ancestor = pid
-        while ancestor not in (root, 0, 1) and ancestor in parents:
-            ancestor = parents[ancestor]
-        if ancestor == root:
-            totals[names[pid]] = totals.get(names[pid], 0.0) + cpu[pid]
+    for pid in with_descendants(table, {root}):
+        role = _process_role(pid == root, table[pid].command)
+        totals[role] = totals.get(role, 0.0) + table[pid].cpu_s
     return totals
 
 
-def _process_role(is_driver: bool, cmdline: list[bytes]) -> str:
+def _process_role(is_driver: bool, command: str) -> str:
     if is_driver:
         return "driver"
-    program = cmdline[0].decode(errors="replace")
-    if program.startswith("ray::"):  # a worker names itself by what it last ran
-        return "actor" if "MapWorker" in program else "tasks"
+    if command.startswith("ray::"):  # a worker names itself by what it last ran
+        return "actor" if "MapWorker" in command else "tasks"
     return "ray daemons"
 
 

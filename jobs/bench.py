@@ -7,9 +7,10 @@ All four run on the same model, images and generation settings:
   `generate` in this process: the limit of this design on one machine;
 - cold bare: the script a user writes instead (`jobs/cold_bare.py`), as a fresh
   process: imports, model load, then decoding, preprocessing and batched `generate`;
-- pipeline: `run_job` from shards to committed Parquet, with Ray already started (as a
-  cluster would be), so it pays for discovery, reading, decoding, actor start-up and
-  model load, generation and commits.
+- pipeline: `run_job` from shards to committed Parquet, with Ray already started and
+  Ray Data's cluster helpers made (as on a cluster that has run a job before:
+  `pipeline.cluster.prepare_ray_data`), so it pays for discovery, reading, decoding,
+  actor start-up and model load, generation and commits.
 
 The pipeline runs first, so that the driver's peak RSS is the pipeline's own.
 """
@@ -39,6 +40,7 @@ from model import GenerationSettings, ModelSettings, TextGenerator, decode_image
 from model.engine_stats import EngineStats
 from model.images import pixel_arrays
 from model.tiny import SIZES, build_random_model
+from pipeline.cluster import prepare_ray_data
 from pipeline.config import JobConfig, StorageSettings, validate_config
 from pipeline.inputs.webdataset import tar_bytes
 from pipeline.run.runner import run_job
@@ -209,6 +211,7 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
+    prepare_ray_data()
     pipeline = time_pipeline(config)
     driver_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

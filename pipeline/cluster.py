@@ -38,6 +38,20 @@ def connect_ray(address: str | None, dashboard: bool = False, verbose: bool = Fa
     context.print_on_execution_start = False
 
 
+def prepare_ray_data() -> None:
+    """Have Ray Data's cluster-wide helpers (its stats actor and autoscaling coordinator)
+    exist before a run's own dataset starts: the first dataset on a Ray creates them
+    inside its start-up, before its actors (about 1.5 s of a run's start-up on 2 cores,
+    measured). They are detached actors, so a cluster makes them once; a one-row dataset
+    is the public way to have them made. Its task asks for no CPU, so it runs at once
+    even on a cluster whose CPUs are all taken, and warms a worker for the reads."""
+    ray.data.from_items([{"row": 0}]).map_batches(_unchanged, num_cpus=0).materialize()
+
+
+def _unchanged(batch):
+    return batch
+
+
 # Ray's notes that are about Ray, not about the run: "Progress bars disabled" (we draw our
 # own), "Dataset ... execution finished", "Token authentication is enabled". Ray's
 # warnings about real problems (resources, retries) keep their level.

@@ -13,7 +13,7 @@ from ray.data.exceptions import ExecutionTimeoutError
 from model.engine_stats import EngineStats
 from model.errors import ModelLoadError
 from model.settings import ModelSettings
-from pipeline.cluster import connect_ray
+from pipeline.cluster import connect_ray, prepare_ray_data
 from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
 from pipeline.failures import Failure, FailureClass
@@ -274,10 +274,10 @@ def _run(
     verbose: bool,
 ) -> None:
     start = time.monotonic()
-    with ThreadPoolExecutor(1, thread_name_prefix="check-model") as checking:
+    with ThreadPoolExecutor(2, thread_name_prefix="start-up") as starting:
         # The check imports transformers and torch (seconds): it runs while the shards are
         # listed and Ray starts. Nothing is written to the output before it passes.
-        checked = checking.submit(_check_model, config.model)
+        checked = starting.submit(_check_model, config.model)
         input_fs, input_root = open_filesystem(config.input.uri, config.storage)
         output_fs, output_root = open_filesystem(config.output.uri, config.storage)
         same_store = type(input_fs) is type(output_fs)
@@ -287,11 +287,15 @@ def _run(
         ledger = Ledger(output_fs, output_root)
         with storage_access(config.output.uri):
             waiting, _ = split_committed(shards, output_fs, output_root)
+        prepared = None
         if config.output.overwrite or selection.pick(waiting, ledger):  # Ray is needed
             connect_ray(config.compute.ray_address, verbose=verbose)
             summary.mark("ray_started")
+            prepared = starting.submit(prepare_ray_data)  # while the model is checked
         identity = checked.result()
         summary.mark("model_checked")
+        if prepared is not None:
+            prepared.result()
     lease = OutputLease(output_fs, output_root, config.output.lease_ttl_s)
     with storage_access(config.output.uri):
         lease.acquire()

@@ -17,6 +17,7 @@ import pytest
 
 from pipeline.config import StorageSettings
 from pipeline.output.status import failure_records
+from tests.support.processes import still_running
 from tests.support.soak import (
     DriverRun,
     KillReport,
@@ -27,7 +28,6 @@ from tests.support.soak import (
     mistakable_strays,
     run_command,
     run_processes,
-    still_running,
     write_input,
 )
 

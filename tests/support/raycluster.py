@@ -24,7 +24,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+
+from tests.support.processes import ProcessInfo, all_processes, with_descendants
 
 # A loopback address other than 127.0.0.1: Ray rewrites "127.0.0.1" and "localhost" into
 # the machine's network address whenever more than one node may join, and the cluster
@@ -170,55 +171,30 @@ def _wait_for_job_server(cluster: RayCluster, timeout_s: float) -> None:
             time.sleep(1)
 
 
-class _Process(NamedTuple):
-    parent: int
-    started: int  # clock ticks after boot: with the pid, names a process even if pids recycle
-    cmdline: str
-    cwd: str
+def _live_processes() -> dict[int, ProcessInfo]:
+    """Zombies are left out: they are dead and only wait for their parent to reap them."""
+    return {pid: info for pid, info in all_processes().items() if not info.zombie}
 
 
-def _processes() -> dict[int, _Process]:
-    """Every live process by pid. Zombies are left out: they are dead and only wait for
-    their parent to reap them."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue  # ended while we looked, or not ours to inspect
-        if fields[0] != "Z":
-            found[int(entry.name)] = _Process(int(fields[1]), int(fields[19]), cmdline, cwd)
-    return found
-
-
-def _members(temp_dir: Path, table: dict[int, _Process]) -> dict[int, int]:
+def _members(temp_dir: Path, table: dict[int, ProcessInfo]) -> dict[int, int]:
     """{pid: start time} of the processes naming `temp_dir` on their command line or
     working under it (job drivers, whose parent may be gone), and all their descendants."""
     root = str(temp_dir)
-    members = {
+    named = {
         pid
-        for pid, proc in table.items()
-        if root in proc.cmdline or proc.cwd == root or proc.cwd.startswith(root + os.sep)
+        for pid, info in table.items()
+        if root in info.command or info.cwd == root or info.cwd.startswith(root + os.sep)
     }
-    members.discard(os.getpid())
-    grew = True
-    while grew:
-        children = {pid for pid, proc in table.items() if proc.parent in members}
-        grew = not children <= members
-        members |= children
-    return {pid: table[pid].started for pid in members}
+    named.discard(os.getpid())
+    return {pid: table[pid].started for pid in with_descendants(table, named)}
 
 
 def cluster_processes(temp_dir: Path) -> set[int]:
     """The pids of the cluster (or other server) keeping its files in `temp_dir`."""
-    return set(_members(temp_dir, _processes()))
+    return set(_members(temp_dir, _live_processes()))
 
 
-def _alive(seen: dict[int, int], table: dict[int, _Process]) -> dict[int, int]:
+def _alive(seen: dict[int, int], table: dict[int, ProcessInfo]) -> dict[int, int]:
     return {
         pid: started
         for pid, started in seen.items()
@@ -236,14 +212,14 @@ def stop_cluster(temp_dir: Path, grace_s: float = STOP_GRACE_S) -> None:
     """End every process of the cluster in `temp_dir`, SIGTERM then SIGKILL; raise if one
     is left. Processes seen once are followed by pid and start time, since a dashboard
     module whose parent died no longer descends from anything naming `temp_dir`."""
-    seen = _members(temp_dir, _processes())
+    seen = _members(temp_dir, _live_processes())
     _signal_all(seen, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while _alive(seen, _processes()) and time.monotonic() < deadline:
+    while _alive(seen, _live_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
     deadline = time.monotonic() + KILL_TIMEOUT_S
     while True:
-        table = _processes()
+        table = _live_processes()
         left = _alive(seen, table) | _members(temp_dir, table)
         if not left:
             return
@@ -303,11 +279,11 @@ class RayNode:
 
     def processes(self, named: str = "") -> list[int]:
         """Pids of the node's live processes, those whose command line holds `named`."""
-        table = _processes()
+        table = _live_processes()
         return sorted(
             pid
             for pid in _members(self.temp_dir, table)
-            if pid in table and named in table[pid].cmdline
+            if pid in table and named in table[pid].command
         )
 
     def kill(self) -> None:

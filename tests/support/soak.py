@@ -39,6 +39,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tests.support.data import sample_images, webdataset_members, write_tar
+from tests.support.processes import (
+    ProcessInfo,
+    all_processes,
+    process_info,
+    still_running,
+    with_descendants,
+)
 
 log = logging.getLogger("soak")
 REPO = Path(__file__).resolve().parents[2]
@@ -95,56 +102,12 @@ def _run_env() -> dict[str, str]:
 # -- processes ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProcessInfo:
-    pid: int
-    ppid: int
-    session: int
-    started: int  # clock ticks after boot: with the pid, identifies the process
-    zombie: bool
-    command: str
-
-
-def _process_info(pid: int) -> ProcessInfo | None:
-    """One process from /proc, or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # proc(5): fields 3 (state) and on
-    command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-    ppid, session, started = int(fields[1]), int(fields[3]), int(fields[19])
-    return ProcessInfo(pid, ppid, session, started, fields[0] == "Z", command)
-
-
-def all_processes() -> dict[int, ProcessInfo]:
-    """Every process on the machine, read from /proc."""
-    found = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and (info := _process_info(int(entry.name))):
-            found[info.pid] = info
-    return found
-
-
 def run_processes(leader: int) -> dict[int, ProcessInfo]:
     """The live processes of the run whose driver is `leader`: its session (Ray's workers
     leave the driver's process group but keep its session) and all its descendants."""
     table = {pid: info for pid, info in all_processes().items() if not info.zombie}
-    members = {pid for pid, info in table.items() if info.session == leader or pid == leader}
-    grown = True
-    while grown:
-        children = {pid for pid, info in table.items() if info.ppid in members} - members
-        members |= children
-        grown = bool(children)
-    return {pid: table[pid] for pid in members}
-
-
-def still_running(seen: ProcessInfo) -> bool:
-    """Whether a process seen earlier is still alive: the same one (same start time, not a
-    new process that got its pid; Ray workers rename themselves, so not the command)."""
-    now = _process_info(seen.pid)
-    return now is not None and not now.zombie and now.started == seen.started
+    roots = {pid for pid, info in table.items() if info.session == leader or pid == leader}
+    return {pid: table[pid] for pid in with_descendants(table, roots)}
 
 
 @dataclass
@@ -243,7 +206,7 @@ class DriverRun:
             time.sleep(0.05)
         report.settled_s = time.monotonic() - killed
         for info in filter(still_running, suspects.values()):
-            now = _process_info(info.pid) or info
+            now = process_info(info.pid) or info
             report.orphans.append(f"{info.pid} {now.command[:120]}")
             os.kill(info.pid, signal.SIGKILL)
         return report
