@@ -41,9 +41,10 @@ class TextLayer:
 
 class PdfPages(Sequence):
     """The pages of one PDF, from a file opened on storage (which they close); `pages[i]`
-    renders page i (or returns its text layer) when asked, so a long PDF is never held
-    whole. Errors opening the file are the shard's (ShardReadError); a page's are its
-    row's (ImageDecodeError)."""
+    renders page i (or returns its text layer) when asked, so a long PDF is never
+    rendered whole (its bytes are held whole only up to `storage.WHOLE_READ_BYTES`).
+    Errors opening the file are the shard's (ShardReadError); a page's are its row's
+    (ImageDecodeError)."""
 
     def __init__(
         self,
