@@ -13,6 +13,7 @@ with two or more doubled letters: `carry`, `goodwill`, `1996`). Every image is r
   cores);
 - the model, end to end: `shardscribe run` on a WebDataset shard of the images, as a
   fresh process (Ray start-up and model load included);
+- both greedy, or with `--num-beams N` beam search (`run --num-beams N`);
 - Tesseract 5 (`tesseract-ocr` + `tesseract-ocr-eng`): `--psm 7` (one text line), one
   process per image, one per core at a time, `OMP_THREAD_LIMIT=1`.
 
@@ -143,7 +144,9 @@ def make_lines(count: int) -> list[Line]:
     return lines
 
 
-def read_bare(model: str, lines: list[Line], batch_size: int, cores: int) -> list[str]:
+def read_bare(
+    model: str, lines: list[Line], batch_size: int, cores: int, num_beams: int
+) -> list[str]:
     torch.set_num_threads(cores)
     loaded = load_model(ModelSettings(name=model))
     budget = loaded.model.generation_config.max_new_tokens or 128
@@ -152,11 +155,11 @@ def read_bare(model: str, lines: list[Line], batch_size: int, cores: int) -> lis
         for start in range(0, len(lines), batch_size):
             images = [line.image.convert("RGB") for line in lines[start : start + batch_size]]
             pixels = loaded.image_processor(images=images, return_tensors="pt").pixel_values
-            texts += recognise(loaded.model, loaded.tokenizer, pixels, budget)
+            texts += recognise(loaded.model, loaded.tokenizer, pixels, budget, num_beams)
     return texts
 
 
-def read_pipeline(model: str, lines: list[Line], scratch: Path) -> list[str]:
+def read_pipeline(model: str, lines: list[Line], scratch: Path, num_beams: int) -> list[str]:
     """`shardscribe run` over one WebDataset shard of the images, in a fresh process."""
     (scratch / "input").mkdir()
     members = []
@@ -168,6 +171,7 @@ def read_pipeline(model: str, lines: list[Line], scratch: Path) -> list[str]:
         write_tar(file, members)
     command = [sys.executable, "-m", "jobs", "run", "--input", str(scratch / "input")]
     command += ["--output", str(scratch / "output"), "--model", model]
+    command += ["--num-beams", str(num_beams)]
     subprocess.run(command, check=True, capture_output=True)
     rows = ds.dataset(scratch / "output", format="parquet").to_table().to_pylist()
     by_key = {row["key"]: row["text"] or "" for row in rows}
@@ -210,23 +214,28 @@ def run(args: argparse.Namespace) -> dict:
             sys.exit("tesseract is not installed: run infra/install-fonts.sh (it installs it)")
         for given in args.model:
             label, model = labelled(given)
-            readers[f"{label} bare"] = (read_bare, model, lines, args.batch_size, args.cores)
+            bare = (read_bare, model, lines, args.batch_size, args.cores, args.num_beams)
+            readers[f"{label} bare"] = bare
             if not args.skip_pipeline:
                 work = Path(tempfile.mkdtemp(dir=scratch))
-                readers[f"{label} run"] = (read_pipeline, model, lines, work)
+                readers[f"{label} run"] = (read_pipeline, model, lines, work, args.num_beams)
         for name, (read, *read_args) in readers.items():
             texts, seconds = timed(read, *read_args)
             results[name] = score(lines, texts) | {
                 "lines_per_s_per_core": round(len(lines) / seconds / args.cores, 2),
                 "seconds": round(seconds, 1),
             }
-    return {"lines": len(lines), "cores": args.cores, "readers": results}
+    return {
+        "lines": len(lines), "cores": args.cores, "num_beams": args.num_beams,
+        "readers": results,
+    }  # fmt: skip
 
 
 def print_tables(result: dict) -> None:
     readers = result["readers"]
     groups = list(next(iter(readers.values()))["groups"])
-    print(f"{result['lines']} line images, {result['cores']} core(s); CER (exact lines)\n")
+    beams = "greedy" if result["num_beams"] == 1 else f"{result['num_beams']} beams"
+    print(f"{result['lines']} line images, {result['cores']} core(s), {beams}; CER (exact lines)\n")
     rows = [
         (
             group,
@@ -246,6 +255,7 @@ def print_tables(result: dict) -> None:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lines", type=int, default=240, help="texts (each clean and degraded)")
+    parser.add_argument("--num-beams", type=int, default=1, help="the model's beams (1: greedy)")
 
 
 if __name__ == "__main__":
