@@ -226,9 +226,11 @@ def run(args: argparse.Namespace) -> dict:
                 "seconds": round(seconds, 1),
             }
     return {
-        "lines": len(lines), "cores": args.cores, "num_beams": args.num_beams,
+        "lines": len(lines),
+        "cores": args.cores,
+        "num_beams": args.num_beams,
         "readers": results,
-    }  # fmt: skip
+    }
 
 
 def print_tables(result: dict) -> None:
