@@ -21,6 +21,7 @@ from model.bundled import DEFAULT_MODEL
 from model.errors import ModelLoadError
 from pipeline.config import (
     JobConfig,
+    RetrySettings,
     StorageSettings,
     merge_overrides,
     merge_sections,
@@ -90,8 +91,9 @@ def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
 def _configure_output(verbosity: str) -> None:
     """shardscribe's lines at INFO (WARNING when quiet). Unless verbose, transformers'
     notes are left out (a torchvision notice on every image processor, in the actors
-    too, which inherit the environment); real failures still reach the user as
-    exceptions and shardscribe's errors. Ray's are chosen in `pipeline.cluster`."""
+    too, which inherit the environment), and so are pikepdf's (a line when it is
+    imported); real failures still reach the user as exceptions and shardscribe's
+    errors. Ray's are chosen in `pipeline.cluster`."""
     logging.basicConfig(
         level=logging.WARNING if verbosity == "quiet" else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -99,6 +101,7 @@ def _configure_output(verbosity: str) -> None:
     summary_log.setLevel(logging.INFO)
     if verbosity != "verbose":
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        logging.getLogger("pikepdf").setLevel(logging.WARNING)
 
 
 def _positive_int(text: str) -> int:
@@ -315,7 +318,13 @@ def _add_export_parser(commands) -> None:
     )
     export.add_argument("--out", required=True, help="where the files go: a path or an fsspec URL")
     export.add_argument("--input", help="input URI (default: the one recorded in the output)")
-    export.add_argument("--config", help="YAML job config whose storage section to use")
+    export.add_argument(
+        "--force-text-layer",
+        action="store_true",
+        help="pdf: lay the run's text over pages that draw text of their own as well (they "
+        "then hold it twice); by default they are left as they are",
+    )
+    export.add_argument("--config", help="YAML job config whose storage and retry sections to use")
     _add_verbosity_flags(export)
 
 
@@ -393,6 +402,13 @@ def _storage_settings(config_path: str | None) -> StorageSettings:
     return StorageSettings.model_validate(read_config_file(config_path).get("storage", {}))
 
 
+def _retry_settings(config_path: str | None) -> RetrySettings:
+    """The retry section of a job config, else its defaults (those `run` uses)."""
+    if not config_path:
+        return RetrySettings()
+    return RetrySettings.model_validate(read_config_file(config_path).get("retry", {}))
+
+
 def _preview(args: argparse.Namespace) -> int:
     from jobs.preview import write_preview
     from pipeline.output.sampling import preview_rows
@@ -415,7 +431,9 @@ def _export(args: argparse.Namespace) -> int:
             to=args.to,
             out=args.out,
             input=args.input,
+            force_text_layer=args.force_text_layer,
             storage=_storage_settings(args.config),
+            retry=_retry_settings(args.config),
         )
     except ValidationError as error:
         raise ConfigError(f"invalid export settings: {error}") from None

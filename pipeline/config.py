@@ -29,7 +29,7 @@ from pipeline.errors import ConfigError
 
 ShardFormat = Literal["auto", "webdataset", "parquet", "images", "pdf"]
 SegmentMode = Literal["none", "lines"]
-TextLayerUse = Literal["ignore", "prefer"]
+TextLayerUse = Literal["auto", "prefer", "ignore"]
 
 
 class Section(BaseModel):
@@ -82,9 +82,13 @@ class InputSettings(Section):
         default=200, ge=36, le=1200, description="PDF: resolution pages are rendered at."
     )
     pdf_text_layer: TextLayerUse = Field(
-        default="ignore",
-        description="PDF: prefer takes a page's own text layer where it is usable and skips "
-        "OCR for that page (column text_source says which); ignore always reads the pixels.",
+        default="auto",
+        description="PDF: what a page's own text is used for (column text_source says where "
+        "each page's text came from). auto: text the document draws (a born-digital page) "
+        "is the page's text, no OCR; a scan is read, and so is a scan an earlier OCR laid "
+        "an invisible layer over (export replaces that layer). prefer: any usable text "
+        "layer, an earlier OCR's too, is the page's text. ignore: every page is read by "
+        "OCR (to evaluate it against the PDF's own text).",
     )
 
 
@@ -106,7 +110,8 @@ class OutputSettings(Section):
         ge=0,
         description="On SIGTERM (a preempted pod, `ray job stop`): how long the shards in "
         "flight may take to finish and commit before the run stops. Keep it under the "
-        "platform's own grace (Kubernetes: terminationGracePeriodSeconds, 30 by default).",
+        "platform's own grace (Kubernetes: terminationGracePeriodSeconds, 30 by default; "
+        "`ray job stop`: RAY_JOB_STOP_WAIT_TIME_S, 3 by default).",
     )
 
 
@@ -139,8 +144,9 @@ class ComputeSettings(ClusterSettings):
     )
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         default=16,
-        description="Images per generate() call. auto: sized by each actor from the memory "
-        "one image's generate takes and the accelerator memory free (8 on CPU).",
+        description="Images per model call: texts in an actor's running set (continuous) or "
+        "per generate() call (static). auto: sized by each actor from the memory one image's "
+        "generate takes and 0.7 of the accelerator memory free, at most 256 (8 on CPU).",
     )
 
     batching: Literal["auto", "continuous", "static"] = Field(
@@ -221,7 +227,10 @@ class StorageSettings(Section):
         default=10.0, gt=0, description="Seconds to wait for an object store connection."
     )
     read_timeout_s: float = Field(
-        default=60.0, gt=0, description="Seconds to wait for an object store response."
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for an object store response; botocore retries, then "
+        "the shard is retried.",
     )
 
 
@@ -341,22 +350,27 @@ FREE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-# Page reading came after outputs existed: its fields join the fingerprint only when set.
-_PAGE_FIELDS = ("segment", "pdf_dpi", "pdf_text_layer")
+# Page reading came after outputs existed: its fields join the fingerprint only when they
+# differ from what outputs made before them did (pdf_text_layer's default was "ignore").
+_PAGE_FIELDS = {"segment": "none", "pdf_dpi": 200, "pdf_text_layer": "ignore"}
 
 
-def output_settings(config: JobConfig) -> dict[str, Any]:
+def output_settings(config: JobConfig, reads_pdf: bool = False) -> dict[str, Any]:
     """The values of OUTPUT_FIELDS, by section. `label` is left out while it asks for
-    nothing, so outputs written before it was part of the fingerprint still match."""
+    nothing, so outputs written before it was part of the fingerprint still match; so is
+    pdf_text_layer when the run reads no PDFs (`reads_pdf`) and leaves it at its default."""
     settings = {
         section: getattr(config, section).model_dump(mode="json", include=set(fields))
         for section, fields in OUTPUT_FIELDS.items()
     }
     if config.label == LabelSettings():
         del settings["label"]
-    for name in _PAGE_FIELDS:
-        if settings["input"][name] == InputSettings.model_fields[name].default:
+    for name, before in _PAGE_FIELDS.items():
+        if settings["input"][name] == before:
             del settings["input"][name]
+    default = InputSettings.model_fields["pdf_text_layer"].default
+    if not reads_pdf and settings["input"].get("pdf_text_layer") == default:
+        del settings["input"]["pdf_text_layer"]
     return settings
 
 

@@ -2,14 +2,15 @@
 library tools): `Page` with the image's size, one `TextBlock` holding the page's
 `TextLine`s (the run finds lines, not blocks), their words as `String`s with `SP`
 between, positions in pixels (`MeasurementUnit` pixel), the dpi in the processing
-step's settings. A line read as nothing keeps its box with one empty `String`."""
+step's settings, a word's confidence (`WC`, 0 to 1) where the run scored its line. A
+line read as nothing keeps its box with one empty `String`."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 from pipeline.export.pages import PageText
-from pipeline.export.words import Word, split_words
+from pipeline.export.words import Word, line_confidence, split_words
 
 ALTO = "http://www.loc.gov/standards/alto/ns-v4#"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -54,6 +55,8 @@ def _line(block: ET.Element, number: int, line: dict) -> None:
     box = (line["x0"], line["y0"], line["x1"], line["y1"])
     element = _element(block, "TextLine", ID=f"line_{number}", **_position(*box))
     words = split_words(line) or [Word("", *box)]
+    confidence = line_confidence(line)
+    scored = {} if confidence is None else {"WC": f"{confidence:.4f}"}
     for index, word in enumerate(words, 1):
         if index > 1:
             left = words[index - 2].x1
@@ -64,4 +67,5 @@ def _line(block: ET.Element, number: int, line: dict) -> None:
             ID=f"string_{number}_{index}",
             CONTENT=word.text,
             **_position(word.x0, word.y0, word.x1, word.y1),
+            **scored,
         )

@@ -1,13 +1,14 @@
 """A page as hOCR, the HTML Tesseract and kraken write: an `ocr_page` with the image's
 size, one text area and paragraph holding the page's `ocr_line`s (the run finds lines,
-not blocks) and their `ocrx_word`s, every box in pixels (`bbox x0 y0 x1 y1`)."""
+not blocks) and their `ocrx_word`s, every box in pixels (`bbox x0 y0 x1 y1`), and a
+word's confidence (`x_wconf`, 0 to 100, as Tesseract's) where the run scored its line."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 from pipeline.export.pages import PageText
-from pipeline.export.words import split_words
+from pipeline.export.words import line_confidence, split_words
 
 XHTML = "http://www.w3.org/1999/xhtml"
 DOCTYPE = (
@@ -61,6 +62,8 @@ def _line(paragraph: ET.Element, number: int, line: dict) -> None:
     box = _bbox(line["x0"], line["y0"], line["x1"], line["y1"])
     attributes = {"class": "ocr_line", "id": f"line_1_{number}", "title": box}
     element = _element(paragraph, "span", **attributes)
+    confidence = line_confidence(line)
+    wconf = "" if confidence is None else f"; x_wconf {round(100 * confidence)}"
     for index, word in enumerate(split_words(line), 1):
         _element(
             element,
@@ -69,6 +72,6 @@ def _line(paragraph: ET.Element, number: int, line: dict) -> None:
             **{
                 "class": "ocrx_word",
                 "id": f"word_1_{number}_{index}",
-                "title": _bbox(word.x0, word.y0, word.x1, word.y1),
+                "title": _bbox(word.x0, word.y0, word.x1, word.y1) + wconf,
             },
         )

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import fsspec
 import pikepdf
 import pyarrow.parquet as pq
+import pypdfium2 as pdfium
 from PIL import ExifTags, Image
 
 from model.images import ImageDecodeError, decode_image
 from pipeline.config import InputSettings
 from pipeline.errors import ShardReadError
 from pipeline.export.geometry import Frame, image_dpi, page_frame
+from pipeline.inputs.pdf import OwnText, page_own_text
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import Shard
 
@@ -37,7 +39,7 @@ class PageRow:
     key: str
     lines: list[dict] | None
     error: str | None
-    text_source: str | None  # "pdf": the PDF's own text layer (--pdf-text-layer prefer)
+    text_source: str | None  # "pdf", "ocr_layer": the PDF's own text; "ocr"; None: unsaid
 
 
 def page_rows(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[PageRow]:
@@ -68,16 +70,26 @@ def source_name(shard: Shard) -> str:
 
 
 class PdfSource:
-    """An input PDF, open for its page frames and to be copied (qpdf, through pikepdf,
-    reads its objects when they are needed)."""
+    """An input PDF, read whole, open for its page frames and to be copied (qpdf, through
+    pikepdf), and for what text its pages hold (pdfium, as the run saw it)."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, shard: Shard):
-        self.file = fs.open(shard.paths[0], "rb")
+    def __init__(self, data: bytes):
+        self.data = data
+        self._pdfium: pdfium.PdfDocument | None = None
         try:
-            self.pdf = pikepdf.Pdf.open(self.file)
+            self.pdf = pikepdf.Pdf.open(io.BytesIO(data))
         except pikepdf.PdfError as error:
-            self.file.close()
             raise ShardReadError(f"cannot open the PDF: {error}") from None
+
+    def own_text(self, index: int) -> OwnText:
+        """What text page `index` holds of its own (`pipeline.inputs.pdf.own_text`)."""
+        if self._pdfium is None:
+            self._pdfium = pdfium.PdfDocument(self.data)
+        page = self._pdfium[index]
+        try:
+            return page_own_text(page)
+        finally:
+            page.close()
 
     def frame(self, index: int) -> Frame:
         if index >= len(self.pdf.pages):
@@ -89,7 +101,8 @@ class PdfSource:
 
     def close(self) -> None:
         self.pdf.close()
-        self.file.close()
+        if self._pdfium is not None:
+            self._pdfium.close()
 
 
 class ImageSource:
@@ -107,12 +120,16 @@ class ImageSource:
         return self.rows.images[self.positions[key]]
 
     def _opened(self, key: str) -> tuple[Image.Image, int]:
-        """The file opened (a JPEG's header read, no pixels decoded; a PNG's EXIF may follow
-        its pixels, so Pillow decodes it to find out) and its EXIF orientation."""
+        """The file opened (its header read, no pixels decoded) and its EXIF orientation.
+        A PNG's EXIF may follow its pixels, where Pillow finds it only by decoding them:
+        a PNG without an eXIf chunk is upright, and is not decoded."""
+        data = self._data(key)
         try:
-            opened = Image.open(io.BytesIO(self._data(key)))
+            opened = Image.open(io.BytesIO(data))
         except (OSError, Image.UnidentifiedImageError) as error:
             raise ImageDecodeError(f"cannot decode image: {error}") from None
+        if opened.format == "PNG" and not _png_has_exif(data):
+            return opened, 1
         return opened, opened.getexif().get(ExifTags.Base.Orientation, 1)
 
     def image(self, key: str) -> Image.Image:
@@ -128,20 +145,38 @@ class ImageSource:
             width, height = height, width
         return width, height, image_dpi(opened)
 
-    def shown(self, key: str) -> tuple[tuple[int, int, int], Image.Image | io.BytesIO]:
-        """The page's geometry, and what a PDF page shows of it: a JPEG file as it is and a
-        PNG as Pillow opened it, when they need no turning (fpdf2 takes both without
-        another decode), else the pixels the run decoded, grey when the file is."""
+    def shown(self, key: str) -> tuple[tuple[int, int, int], bytes]:
+        """The page's geometry, and the file a PDF page shows: a JPEG or PNG as it is when
+        it needs no turning (img2pdf embeds its data without decoding it), else the pixels
+        the run decoded as a PNG, grey when the file is."""
         opened, orientation = self._opened(key)
         geometry = (*opened.size, image_dpi(opened))
         if orientation == 1 and (opened.format, opened.mode) in AS_THEY_ARE:
-            return geometry, io.BytesIO(self._data(key)) if opened.format == "JPEG" else opened
+            return geometry, self._data(key)
         decoded = self.image(key)
         shown = decoded.convert("L") if opened.mode in GREY_MODES else decoded
-        return (*decoded.size, geometry[2]), shown
+        buffer = io.BytesIO()
+        shown.save(buffer, "PNG", compress_level=1)  # made once, read once: speed over size
+        return (*decoded.size, geometry[2]), buffer.getvalue()
 
     def close(self) -> None:
         self.rows.close()
+
+
+def _png_has_exif(data: bytes) -> bool:
+    """Whether a PNG has an eXIf chunk, from its chunk headers alone."""
+    offset = 8  # the signature
+    while offset + 8 <= len(data):
+        length, kind = (
+            int.from_bytes(data[offset : offset + 4], "big"),
+            data[offset + 4 : offset + 8],
+        )
+        if kind == b"eXIf":
+            return True
+        if kind == b"IEND":
+            return False
+        offset += 12 + length  # length, type, data, CRC
+    return False
 
 
 @dataclass(frozen=True)

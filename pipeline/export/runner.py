@@ -1,11 +1,16 @@
 """`shardscribe export`: a committed page output (`run --segment lines`) as searchable
 PDFs, hOCR or ALTO, shard by shard and one page in memory at a time. Every file is
-written atomically (a temporary name then a rename, or one PUT), so a file that exists
-is whole and a rerun writes only what is missing. A shard the run has not committed is
-skipped and named; it is exported by a rerun once it is committed."""
+written atomically (a temporary name then a rename, or one PUT), and the same output
+gives the same bytes, so a file that exists is whole and a rerun, after a kill too,
+writes only what is missing. A shard the run has not committed is skipped and named; it
+is exported by a rerun once it is committed. An input file that is not the one the run
+read (its size and version, as the run recorded them) fails its shard, named; the
+store's passing errors are retried as `run` retries them (`retry` settings), and a store
+that refuses to be written stops the export at once."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,16 +18,18 @@ from typing import Literal
 
 import fsspec
 import pikepdf
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from model.images import ImageDecodeError
 from pipeline.config import (
     InputSettings,
     ProgressSettings,
+    RetrySettings,
     Section,
     StorageSettings,
 )
-from pipeline.errors import ConfigError, InputError, ShardReadError
+from pipeline.errors import ConfigError, InputError, ShardReadError, StorageAccessError
 from pipeline.export.alto import alto_page
 from pipeline.export.hocr import hocr_page
 from pipeline.export.pages import (
@@ -37,12 +44,22 @@ from pipeline.export.pages import (
 from pipeline.export.pdf import images_pdf, searchable_pdf
 from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.shards import Shard, discover_shards, shard_id
+from pipeline.inputs.stamps import changed_files
+from pipeline.output.layout import INPUTS_KEY
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files, not_an_output
 from pipeline.output.sampling import recorded_input
 from pipeline.run.interrupts import Stop, stop_on_signals
 from pipeline.run.progress import Progress, rate_text
-from pipeline.storage import join, open_filesystem, storage_access, write_atomically
+from pipeline.storage import (
+    absolute_url,
+    access_problem,
+    is_retryable,
+    join,
+    open_filesystem,
+    storage_access,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 ExportFormat = Literal["pdf", "hocr", "alto"]
@@ -59,8 +76,17 @@ class ExportSettings(Section):
         default=None,
         description="The run's input, if it moved since the run (default: the one recorded).",
     )
+    force_text_layer: bool = Field(
+        default=False,
+        description="pdf: lay the run's text over pages that draw text of their own as well "
+        "(they then hold it twice); by default such pages are left as they are.",
+    )
     storage: StorageSettings = Field(
         default_factory=StorageSettings, description="Credentials and endpoint for every URL."
+    )
+    retry: RetrySettings = Field(
+        default_factory=RetrySettings,
+        description="How a shard the store failed for a moment is tried again (as `run`).",
     )
     progress: ProgressSettings = Field(
         default_factory=ProgressSettings, description="Progress lines when not on a terminal."
@@ -83,6 +109,9 @@ class ExportSummary:
     shards_unchanged: int = 0  # shards with nothing left to write (exported before)
     pages: int = 0  # pages written
     files: int = 0
+    pages_left_alone: int = 0  # PDF pages with text of their own, given no layer
+    layers_replaced: int = 0  # PDF pages whose earlier OCR layer the run's text replaced
+    retries: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # not committed: why
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -96,8 +125,9 @@ class ExportSummary:
         return (
             f"{self.shards_exported} shards exported, {self.shards_unchanged} already "
             f"exported, {len(self.skipped)} skipped (not committed), {len(self.failed)} "
-            f"failed; {self.pages} pages in {self.files} files; {rate_text(rate)} pages/s "
-            f"over {self.seconds:.1f}s"
+            f"failed; {self.pages} pages in {self.files} files ({self.pages_left_alone} left "
+            f"as they were: text of their own; {self.layers_replaced} earlier OCR layers "
+            f"replaced); {rate_text(rate)} pages/s over {self.seconds:.1f}s"
         )
 
 
@@ -129,7 +159,8 @@ def export_output(settings: ExportSettings) -> ExportSummary:
         summary.failed[missing] = f"input: no input shard {missing} under {reading.uri}"
         log.error("failed shard %s: %s", missing, summary.failed[missing])
     out_fs, out_root = open_filesystem(settings.out, settings.storage)
-    exporter = _Exporter(settings.to, fs, input_fs, reading, out_fs, out_root)
+    moved = settings.input is not None and (run or {}).get("input") != absolute_url(reading.uri)
+    exporter = _Exporter(settings, fs, input_fs, reading, out_fs, out_root, moved)
     todo = [shard for shard in shards if shard.id in files]
     progress = Progress(len(todo), settings.progress.log_interval_s, unit="pages", done="exported")
     with stop_on_signals(0.0):
@@ -147,20 +178,38 @@ def export_output(settings: ExportSettings) -> ExportSummary:
 def _export_shard(
     exporter: _Exporter, shard: Shard, path: str, summary: ExportSummary, progress: Progress
 ) -> None:
-    try:
-        pages, files = exporter.export(shard, path)
-    except (OSError, ShardReadError, ImageDecodeError, pikepdf.PdfError) as error:
-        summary.failed[shard.id] = str(_failure(error))
-        log.error("failed shard %s: %s", shard.id, summary.failed[shard.id])
-        progress.shard_failed()
-        return
-    summary.pages += pages
-    summary.files += files
-    if files:
+    """Export one shard, tried again after the store's passing errors as `run` does."""
+    retry = exporter.settings.retry
+    for attempt in range(1, retry.max_attempts + 1):
+        try:
+            written = exporter.export(shard, path)
+            break
+        except OSError as error:
+            if not is_retryable(error) or attempt == retry.max_attempts:
+                _failed(shard, error, summary, progress)
+                return
+            delay = min(retry.backoff_s * 2 ** (attempt - 1), retry.backoff_max_s)
+            log.warning("retrying shard %s in %.1fs: %s", shard.id, delay, _failure(error))
+            summary.retries += 1
+            time.sleep(delay)
+        except (ShardReadError, ImageDecodeError, pikepdf.PdfError) as error:
+            _failed(shard, error, summary, progress)
+            return
+    summary.pages += written.pages
+    summary.files += written.files
+    summary.pages_left_alone += written.left_alone
+    summary.layers_replaced += written.replaced
+    if written.files:
         summary.shards_exported += 1
     else:
         summary.shards_unchanged += 1
-    progress.shard_committed(pages)
+    progress.shard_committed(written.pages)
+
+
+def _failed(shard: Shard, error: Exception, summary: ExportSummary, progress: Progress) -> None:
+    summary.failed[shard.id] = str(_failure(error))
+    log.error("failed shard %s: %s", shard.id, summary.failed[shard.id])
+    progress.shard_failed()
 
 
 def _failure(error: Exception) -> Failure:
@@ -171,6 +220,8 @@ def _failure(error: Exception) -> Failure:
         return Failure(FailureClass.DECODE, str(error))
     if isinstance(error, OSError):
         return Failure(FailureClass.STORAGE, f"{type(error).__name__}: {error}")
+    if isinstance(error, ShardReadError):
+        return Failure(FailureClass.INPUT, str(error))
     return Failure(FailureClass.INPUT, f"{type(error).__name__}: {error}")
 
 
@@ -184,41 +235,55 @@ def page_file_name(row: PageRow) -> str:
 
 
 @dataclass
-class _Exporter:
-    """Writes the files of one committed shard; returns (pages, files) written."""
+class Written:
+    """What exporting one shard wrote: pages and files, and of its PDF pages those left as
+    they were and those whose earlier OCR layer was replaced."""
 
-    to: ExportFormat
+    pages: int = 0
+    files: int = 0
+    left_alone: int = 0
+    replaced: int = 0
+
+
+@dataclass
+class _Exporter:
+    """Writes the files of one committed shard."""
+
+    settings: ExportSettings
     fs: fsspec.AbstractFileSystem  # the output's
     input_fs: fsspec.AbstractFileSystem
     reading: InputSettings
     out_fs: fsspec.AbstractFileSystem
     out_root: str
+    moved: bool  # the input is not where the run read it: sizes are compared, not versions
 
-    def export(self, shard: Shard, path: str) -> tuple[int, int]:
-        if self.to == "pdf":
+    def export(self, shard: Shard, path: str) -> Written:
+        if self.settings.to == "pdf":
             return self._pdf(shard, path)
         return self._page_files(shard, path)
 
-    def _pdf(self, shard: Shard, path: str) -> tuple[int, int]:
+    def _pdf(self, shard: Shard, path: str) -> Written:
         target = join(self.out_root, f"{shard.id}.pdf")
         if self.out_fs.exists(target):
-            return 0, 0
+            return Written()
+        self._check_input(shard, path)
         chars, rows = characters(self.fs, path), page_rows(self.fs, path)
         source = self._source(shard)
         try:
             if isinstance(source, PdfSource):
-                data, pages = searchable_pdf(source, rows, chars, self.reading.pdf_dpi)
+                force = self.settings.force_text_layer
+                data, pages = searchable_pdf(source, rows, chars, self.reading.pdf_dpi, force)
             else:
                 data, pages = images_pdf(shard.id, source, rows, chars)
         finally:
             source.close()
-        if not pages:
-            return 0, 0
-        write_atomically(self.out_fs, target, data)
-        return pages, 1
+        if not pages.pages:
+            return Written()
+        self._write(target, data)
+        return Written(pages.pages, 1, pages.left_alone, pages.replaced)
 
-    def _page_files(self, shard: Shard, path: str) -> tuple[int, int]:
-        suffix, render = PAGE_FILES[self.to]
+    def _page_files(self, shard: Shard, path: str) -> Written:
+        suffix, render = PAGE_FILES[self.settings.to]
         folder = join(self.out_root, shard.id)
         existing = self._existing(folder)
         source: PdfSource | ImageSource | None = None
@@ -236,13 +301,41 @@ class _Exporter:
                         row.error,
                     )
                     continue
-                source = source or self._source(shard)
-                write_atomically(self.out_fs, target, render(self._page_text(source, shard, row)))
+                if source is None:
+                    self._check_input(shard, path)
+                    source = self._source(shard)
+                self._write(target, render(self._page_text(source, shard, row)))
                 written += 1
         finally:
             if source is not None:
                 source.close()
-        return written, written
+        return Written(written, written)
+
+    def _check_input(self, shard: Shard, path: str) -> None:
+        """Refuse an input that is not what the run read (outputs from before runs recorded
+        their inputs are checked by their page counts alone)."""
+        with self.fs.open(path, "rb") as handle:
+            metadata = pq.read_schema(handle).metadata or {}
+        if INPUTS_KEY not in metadata:
+            return
+        recorded = json.loads(metadata[INPUTS_KEY])
+        changed = changed_files(
+            self.input_fs, recorded, shard.paths, shard.stamps, shard.root, self.moved
+        )
+        if changed:
+            named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" * bool(changed[3:]))
+            raise ShardReadError(
+                f"{named} changed since the run read it: its text would land on other pages; "
+                "restore the file, or read it again with `shardscribe run` into a new output"
+            )
+
+    def _write(self, target: str, data: bytes) -> None:
+        """Write a file; a store that refuses it stops the export (every file would be)."""
+        try:
+            write_atomically(self.out_fs, target, data)
+        except PermissionError as error:
+            problem = access_problem(self.settings.out, error) or str(error)
+            raise StorageAccessError(f"cannot write the export: {problem}") from None
 
     def _existing(self, folder: str) -> set[str]:
         try:
@@ -252,7 +345,7 @@ class _Exporter:
 
     def _source(self, shard: Shard) -> PdfSource | ImageSource:
         if shard.format == "pdf":
-            return PdfSource(self.input_fs, shard)
+            return PdfSource(self.input_fs.cat_file(shard.paths[0]))
         return ImageSource(self.input_fs, shard, self.reading)
 
     def _page_text(self, source: PdfSource | ImageSource, shard: Shard, row: PageRow) -> PageText:

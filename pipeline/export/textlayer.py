@@ -8,7 +8,6 @@ them, and any script extracts as its own Unicode text."""
 
 from __future__ import annotations
 
-import io
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,7 +18,6 @@ from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
 from fpdf import FPDF
 from fpdf.enums import TextMode
-from PIL import Image
 
 from pipeline.export.geometry import POINTS_PER_INCH
 from pipeline.export.words import advance
@@ -28,13 +26,18 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)  # a line per table it 
 FONT = "glyphless"
 EM = 1000
 ASCENT, DESCENT = 800, -200  # a line box is one em high, its baseline a fifth from the bottom
+EPOCH = 2082844800  # 1970-01-01 in the font's clock (seconds since 1904)
 
 
 def write_glyphless_font(chars: Iterable[str], path: Path) -> None:
     """A TrueType font mapping each of `chars` to an empty glyph of its Helvetica width."""
-    names = {ord(char): f"u{ord(char):06X}" for char in set(chars) | {" "}}
+    names = {ord(char): f"u{ord(char):06X}" for char in sorted(set(chars) | {" "})}
     order = [".notdef", *names.values()]
     builder = FontBuilder(EM, isTTF=True)
+    # No clock in the file, glyphs in code point order: the same characters make the same
+    # font, and the same output the same PDF.
+    builder.updateHead(created=EPOCH, modified=EPOCH)
+    builder.font.recalcTimestamp = False
     builder.setupGlyphOrder(order)
     builder.setupCharacterMap(names)
     empty = TTGlyphPen(None).glyph()
@@ -51,8 +54,8 @@ def write_glyphless_font(chars: Iterable[str], path: Path) -> None:
 
 
 class TextPages:
-    """An fpdf2 document of pages holding a shard's lines as invisible text (and, for
-    image pages, the image under them)."""
+    """An fpdf2 document of pages holding a shard's lines as invisible text, each to be
+    laid over the page it was read from."""
 
     def __init__(self, pdf: FPDF):
         self.pdf = pdf
@@ -62,13 +65,10 @@ class TextPages:
         size: tuple[float, float],
         lines: list[dict],
         dpi: int,
-        image: Image.Image | io.BytesIO | None = None,
     ) -> None:
         """A page `size` points wide and high; `lines` boxes are pixels at `dpi` from its
         top left corner."""
         self.pdf.add_page(format=size)
-        if image is not None:
-            self.pdf.image(image, x=0, y=0, w=size[0], h=size[1])
         for line in lines:
             self._line(line, POINTS_PER_INCH / dpi)
 

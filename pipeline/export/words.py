@@ -5,6 +5,7 @@ layer is set in, so a word's box in hOCR and ALTO is where the PDF puts it."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,14 @@ def advance(char: str) -> int:
         return HELVETICA[char.encode("cp1252").decode("latin-1")]
     except UnicodeEncodeError:
         return OTHER_ADVANCE
+
+
+def line_confidence(line: dict) -> float | None:
+    """How sure the model was of a line, 0 to 1: its score (the mean log-probability of
+    its tokens, when the run scored: --score) as a probability, the geometric mean of its
+    tokens'. Its words share it: the model scores lines, not words."""
+    score = line.get("score")
+    return None if score is None else min(1.0, math.exp(score))
 
 
 def split_words(line: dict) -> list[Word]:

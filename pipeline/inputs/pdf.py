@@ -1,8 +1,10 @@
 """PDF shards: one file is one shard, each page one row, rendered with pdfium
 (pypdfium2) one page at a time, when its row is reached.
 
-A page is an image to read, or, when asked to prefer it and it is usable, the text
-the PDF already holds (its text layer), with the boxes pdfium gives its text runs.
+A page is an image to read, or the text it holds of its own (its text layer), with the
+boxes pdfium gives its text runs, where `input.pdf_text_layer` takes it: text the
+document draws (a born-digital page) under `auto` and `prefer`, an earlier OCR's
+invisible layer over a scan only under `prefer` (`auto` reads that page again).
 """
 
 from __future__ import annotations
@@ -11,17 +13,25 @@ import logging
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import pyarrow as pa
 import pypdf
 import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 from PIL import Image
 
 from model.images import ImageDecodeError
+from pipeline.config import TextLayerUse
 from pipeline.errors import ShardReadError
 
 POINTS_PER_INCH = 72
+OwnText = Literal["visible", "invisible", "none"]
+INVISIBLE_MODES = (  # text render modes that paint nothing: an OCR layer's
+    pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE,
+    pdfium_c.FPDF_TEXTRENDERMODE_CLIP,
+)
+TEXT_SOURCE_PDF, TEXT_SOURCE_OCR_LAYER = "pdf", "ocr_layer"
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # its notes on damaged files: ours say it
 
 
@@ -33,27 +43,33 @@ def page_key(index: int) -> str:
 @dataclass(frozen=True)
 class TextLayer:
     """A page's own text, and its text runs as (x0, y0, x1, y1) boxes in the pixels the
-    page renders to, with their text, top to bottom."""
+    page renders to, with their text, top to bottom. `source`: the row's text_source,
+    "pdf" for text the document draws, "ocr_layer" for an earlier OCR's invisible text."""
 
     text: str
     runs: list[tuple[tuple[int, int, int, int], str]]
+    source: str = TEXT_SOURCE_PDF
 
 
 class PdfPages(Sequence):
     """The pages of one PDF, from a file opened on storage (which they close); `pages[i]`
-    renders page i (or returns its text layer) when asked, so a long PDF is never
-    rendered whole (its bytes are held whole only up to `storage.WHOLE_READ_BYTES`).
-    Errors opening the file are the shard's (ShardReadError); a page's are its row's
-    (ImageDecodeError)."""
+    renders page i (or returns its text layer, as `text_layer` says) when asked, so a
+    long PDF is never rendered whole (its bytes are held whole only up to
+    `storage.WHOLE_READ_BYTES`). Errors opening the file are the shard's
+    (ShardReadError); a page's are its row's (ImageDecodeError). `prefer_text_layer`:
+    the older switch (True is "prefer", False "ignore"), for callers that pass it."""
 
     def __init__(
         self,
         file: BinaryIO,
         dpi: int,
         max_pixels: int | None,
-        prefer_text_layer: bool,
+        prefer_text_layer: bool | None = None,
+        text_layer: TextLayerUse = "ignore",
     ):
-        self.dpi, self.max_pixels, self.prefer_text_layer = dpi, max_pixels, prefer_text_layer
+        if prefer_text_layer is not None:
+            text_layer = "prefer" if prefer_text_layer else "ignore"
+        self.dpi, self.max_pixels, self.text_layer = dpi, max_pixels, text_layer
         self.scale = dpi / POINTS_PER_INCH  # pixels per PDF point
         self._file = file
         self._document: pdfium.PdfDocument | None = None
@@ -85,9 +101,9 @@ class PdfPages(Sequence):
         except pdfium.PdfiumError as error:
             raise ImageDecodeError(f"cannot load PDF page {index + 1}: {error}") from None
         try:
-            if self.prefer_text_layer:
+            if self.text_layer != "ignore":
                 layer = _text_layer(page, self.scale)
-                if layer is not None:
+                if layer is not None and (self.text_layer == "prefer" or layer.source == "pdf"):
                     return layer
             return self._render(page, index)
         finally:
@@ -123,11 +139,43 @@ def _problem(file: BinaryIO) -> str | None:
     return f"not a readable PDF ({reason})"
 
 
+def own_text(textpage: pdfium.PdfTextPage) -> OwnText:
+    """What text a page holds of its own: "visible" when most of its characters are drawn
+    (a born-digital page, or a scan with printed text added), "invisible" when most are
+    in a render mode that paints nothing (the layer an earlier OCR laid over a scan),
+    "none" when it has no characters but spaces."""
+    visible = invisible = 0
+    for index in range(textpage.count_chars()):
+        char = pdfium_c.FPDFText_GetUnicode(textpage, index)
+        text_object = pdfium_c.FPDFText_GetTextObject(textpage, index)
+        if not text_object or chr(char).isspace():  # spaces and breaks pdfium adds
+            continue
+        if pdfium_c.FPDFTextObj_GetTextRenderMode(text_object) in INVISIBLE_MODES:
+            invisible += 1
+        else:
+            visible += 1
+    if not visible + invisible:
+        return "none"
+    return "visible" if visible >= invisible else "invisible"
+
+
+def page_own_text(page: pdfium.PdfPage) -> OwnText:
+    """`own_text` of a page."""
+    textpage = page.get_textpage()
+    try:
+        return own_text(textpage)
+    finally:
+        textpage.close()
+
+
 def _text_layer(page: pdfium.PdfPage, scale: float) -> TextLayer | None:
     """The page's text layer when it is usable: some letters or digits, and at most one
     character in ten unprintable (a text layer of unmapped glyphs reads as garbage)."""
     textpage = page.get_textpage()
     try:
+        kind = own_text(textpage)
+        if kind == "none":
+            return None
         text = textpage.get_text_range().replace("\r\n", "\n").strip()
         printable = [c for c in text if not c.isspace()]
         if not any(c.isalnum() for c in printable):
@@ -148,6 +196,7 @@ def _text_layer(page: pdfium.PdfPage, scale: float) -> TextLayer | None:
                     round((height - bottom) * scale),
                 )
                 runs.append((box, run_text))
-        return TextLayer(text, runs)
+        source = TEXT_SOURCE_PDF if kind == "visible" else TEXT_SOURCE_OCR_LAYER
+        return TextLayer(text, runs, source)
     finally:
         textpage.close()

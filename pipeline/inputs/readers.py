@@ -208,7 +208,7 @@ def read_pdf(fs: fsspec.AbstractFileSystem, shard: Shard, settings) -> SourceRow
         open_listed(fs, shard.paths[0], shard.size),
         settings.pdf_dpi,
         settings.max_image_pixels,
-        prefer_text_layer=settings.pdf_text_layer == "prefer",
+        text_layer=settings.pdf_text_layer,
     )
     count = len(pages)
     return SourceRows(

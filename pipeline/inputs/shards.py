@@ -13,6 +13,7 @@ import fsspec
 
 from pipeline.config import InputSettings
 from pipeline.errors import InputError
+from pipeline.inputs.stamps import listed_stamp
 from pipeline.storage import storage_access
 
 IMAGE_EXTENSIONS = frozenset(
@@ -31,6 +32,7 @@ class Shard:
     paths: tuple[str, ...]
     root: str
     size: int = 0  # bytes of its files, as listed: how the plan packs small shards
+    stamps: tuple[str, ...] = ()  # each file's size and version, as listed (`stamps.py`)
 
     def to_item(self) -> dict[str, Any]:
         return {
@@ -93,14 +95,15 @@ def _is_hidden(relative_path: str) -> bool:
 
 def list_input_files(
     fs: fsspec.AbstractFileSystem, root: str, uri: str
-) -> dict[str, tuple[str, int]]:
-    """{relative path: (full path, bytes)} of every visible file under root (or root
-    itself). The sizes come with the listing, at no extra request."""
+) -> dict[str, tuple[str, int, str]]:
+    """{relative path: (full path, bytes, stamp)} of every visible file under root (or
+    root itself). Sizes and versions come with the listing, at no extra request."""
     fs.invalidate_cache()  # another process may have written since we last listed
     with storage_access(uri):
         try:
             if fs.isfile(root):
-                return {posixpath.basename(root): (root, fs.size(root))}
+                info = fs.info(root)
+                return {posixpath.basename(root): (root, info["size"], listed_stamp(info))}
             found = fs.find(root, withdirs=False, detail=True)
         except FileNotFoundError:  # no such path, or no such bucket
             found = {}
@@ -108,7 +111,7 @@ def list_input_files(
     if not found:
         raise InputError(f"input {uri} does not exist or is empty")
     return {
-        path[len(prefix) :]: (path, info.get("size") or 0)
+        path[len(prefix) :]: (path, info.get("size") or 0, listed_stamp(info))
         for path, info in found.items()
         if path.startswith(prefix) and not _is_hidden(path[len(prefix) :])
     }
@@ -147,14 +150,15 @@ def discover_shards(
         shards = _image_shards(by_kind[fmt], files, root, settings.images_per_shard)
     else:
         shards = [
-            Shard(shard_id(rel), fmt, (files[rel][0],), root, files[rel][1]) for rel in by_kind[fmt]
+            Shard(shard_id(rel), fmt, (files[rel][0],), root, files[rel][1], (files[rel][2],))
+            for rel in by_kind[fmt]
         ]
     _refuse_duplicate_ids(shards)
     return sorted(shards, key=lambda s: s.id)
 
 
 def _image_shards(
-    rels: list[str], files: dict[str, tuple[str, int]], root: str, size: int
+    rels: list[str], files: dict[str, tuple[str, int, str]], root: str, size: int
 ) -> list[Shard]:
     by_dir: dict[str, list[str]] = defaultdict(list)
     for rel in rels:
@@ -164,11 +168,13 @@ def _image_shards(
         for start in range(0, len(members), size):
             name = f"part-{start // size:05d}"
             group = [files[rel] for rel in members[start : start + size]]
-            paths = tuple(path for path, _ in group)
-            bytes_ = sum(file_size for _, file_size in group)
-            shards.append(
-                Shard(shard_id(posixpath.join(directory, name)), "images", paths, root, bytes_)
+            paths = tuple(path for path, _, _ in group)
+            bytes_ = sum(file_size for _, file_size, _ in group)
+            stamps = tuple(stamp for _, _, stamp in group)
+            shard = Shard(
+                shard_id(posixpath.join(directory, name)), "images", paths, root, bytes_, stamps
             )
+            shards.append(shard)
     return shards
 
 

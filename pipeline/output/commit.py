@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from pipeline.config import JobConfig
 from pipeline.inputs.passthrough import decode_rows
 from pipeline.output.layout import (
     FINGERPRINT_KEY,
+    INPUTS_KEY,
     ROW_ERRORS_KEY,
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
@@ -33,7 +35,8 @@ LABEL_FIELDS = [
 ]
 
 
-TEXT_SOURCE_FIELD = pa.field("text_source", pa.string())  # pdf (its text layer) or ocr
+# pdf (text the PDF draws), ocr_layer (an earlier OCR's invisible layer) or ocr (read)
+TEXT_SOURCE_FIELD = pa.field("text_source", pa.string())
 
 
 def lines_field(score: bool) -> pa.Field:
@@ -44,9 +47,9 @@ def lines_field(score: bool) -> pa.Field:
     return pa.field("lines", pa.list_(pa.struct([*box, ("text", pa.string()), *scored])))
 
 
-def output_columns(config: JobConfig) -> list[str]:
+def output_columns(config: JobConfig, reads_pdf: bool = False) -> list[str]:
     """The columns a job's output has after the base ones, in schema order: labeling,
-    then page reading."""
+    then page reading (text_source where a PDF's own text may be a page's text)."""
     label, generation = config.label, config.generation
     if label.choices is not None:
         columns = ["score", "label_prob", "choices"]
@@ -54,14 +57,19 @@ def output_columns(config: JobConfig) -> list[str]:
         several = (generation.num_return_sequences or 1) > 1
         columns = ["score"] * (label.score or several) + ["candidates"] * several
     columns += ["lines"] * (config.input.segment == "lines")
-    return columns + ["text_source"] * (config.input.pdf_text_layer == "prefer")
+    use = config.input.pdf_text_layer
+    return columns + ["text_source"] * (use == "prefer" or (reads_pdf and use == "auto"))
 
 
 def build_table(
-    rows: list[dict[str, Any]], fingerprint: str, extra_columns: Sequence[str] = ()
+    rows: list[dict[str, Any]],
+    fingerprint: str,
+    extra_columns: Sequence[str] = (),
+    inputs: dict[str, str] | None = None,
 ) -> pa.Table:
     """The shard's output rows in input order: the base columns, the labeling and page
-    columns in `extra_columns`, then the input's passthrough columns."""
+    columns in `extra_columns`, then the input's passthrough columns; `inputs`, the stamps
+    of the files they were read from, in the file's metadata."""
     rows = sorted(rows, key=lambda row: row["index"])
     page_fields = [lines_field("score" in extra_columns), TEXT_SOURCE_FIELD]
     schema = pa.schema(
@@ -78,13 +86,14 @@ def build_table(
         for name, column in zip(passthrough.column_names, passthrough.columns, strict=True):
             table = table.append_column(passthrough.schema.field(name), column)
     row_errors = sum(row["error"] is not None for row in rows)
-    return table.replace_schema_metadata(
-        {
-            FINGERPRINT_KEY: fingerprint.encode(),
-            ROW_ERRORS_KEY: str(row_errors).encode(),
-            SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode(),
-        }
-    )
+    metadata = {
+        FINGERPRINT_KEY: fingerprint.encode(),
+        ROW_ERRORS_KEY: str(row_errors).encode(),
+        SCHEMA_VERSION_KEY: SCHEMA_VERSION.encode(),
+    }
+    if inputs is not None:
+        metadata[INPUTS_KEY] = json.dumps(inputs, sort_keys=True).encode()
+    return table.replace_schema_metadata(metadata)
 
 
 def commit_shard(
@@ -94,10 +103,11 @@ def commit_shard(
     rows: list[dict],
     fingerprint: str,
     extra_columns: Sequence[str] = (),
+    inputs: dict[str, str] | None = None,
 ) -> pa.Table:
     """Write a shard's rows to `<root>/<shard id>.parquet` (zero rows for an empty shard:
     the file still marks it done). Returns the table written."""
-    table = build_table(rows, fingerprint, extra_columns)
+    table = build_table(rows, fingerprint, extra_columns, inputs)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     write_atomically(fs, output_path(root, shard_id), buffer.getvalue())

@@ -18,6 +18,7 @@ LEASE_FILE = "lease.json"  # who runs into the output now
 FINGERPRINT_KEY = b"shardscribe.fingerprint"
 ROW_ERRORS_KEY = b"shardscribe.row_errors"
 SCHEMA_VERSION_KEY = b"shardscribe.schema_version"
+INPUTS_KEY = b"shardscribe.inputs"  # JSON {input file: its stamp when read} (inputs/stamps.py)
 
 
 def output_path(root: str, shard_id: str) -> str:

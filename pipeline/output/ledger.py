@@ -37,10 +37,10 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def run_settings(config: JobConfig, model_identity: str) -> dict[str, Any]:
+def run_settings(config: JobConfig, model_identity: str, reads_pdf: bool = False) -> dict[str, Any]:
     """What the output's fingerprint is made of: the settings that decide what its rows
     contain (`pipeline.config.OUTPUT_FIELDS`), the model's identity, the schema version."""
-    settings = output_settings(config) | {"schema_version": SCHEMA_VERSION}
+    settings = output_settings(config, reads_pdf) | {"schema_version": SCHEMA_VERSION}
     settings["model"]["identity"] = model_identity
     return settings
 

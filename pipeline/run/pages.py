@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-TEXT_SOURCE_PDF, TEXT_SOURCE_OCR = "pdf", "ocr"
+TEXT_SOURCE_OCR = "ocr"
 
 
 def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The output row of an item from its parts (ordered by `part`). A whole image stays
     as it is; a segmented page's text is its lines joined with newlines (pieces of one
     line with a space), `lines` lists them, `score` is the mean of the lines'. A line's
-    error becomes the page's, named by its line number; the other lines keep their text."""
+    error becomes the page's, named by its line number; the other lines keep their text.
+    `text_source`: the PDF's own text ("pdf"), an earlier OCR's layer ("ocr_layer"), or
+    this run's reading ("ocr")."""
     first = parts[0]
-    source = TEXT_SOURCE_PDF if first["given_text"] is not None else TEXT_SOURCE_OCR
+    source = first.get("text_source") or TEXT_SOURCE_OCR
     if first["box"] is None and first["parts"] <= 1:
         return first | {"text_source": source, "lines": None if first["parts"] else []}
     lines: list[dict[str, Any]] = []

@@ -97,6 +97,7 @@ def read_rows(
                 row |= row_error(FailureClass.DECODE, str(error))
             if isinstance(row["image"], TextLayer):
                 row["given_text"] = row["image"].text
+                row["text_source"] = row["image"].source
             yield row
     finally:
         source.close()

@@ -27,6 +27,7 @@ COMMON_FIELDS = [
     pa.field("box", pa.list_(pa.int32())),  # x0, y0, x1, y1 of a line on its page
     pa.field("continues", pa.bool_()),  # a piece of the line before, cut for width
     pa.field("given_text", pa.string()),  # text taken from a PDF's text layer: no OCR
+    pa.field("text_source", pa.string()),  # where given_text came from (pdf, ocr_layer)
     pa.field("error", pa.string()),  # the row's error text, as committed
     pa.field("error_class", pa.string()),
     pa.field("passthrough", pa.binary()),
@@ -76,6 +77,7 @@ def item_row(shard_id: str, key: str, index: int, shard_rows: int, passthrough: 
         "box": None,
         "continues": False,
         "given_text": None,
+        "text_source": None,
         "error": None,
         "error_class": None,
         "passthrough": passthrough,

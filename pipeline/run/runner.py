@@ -18,6 +18,7 @@ from pipeline.config import JobConfig
 from pipeline.errors import OutputBusyError
 from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.shards import Shard, discover_shards
+from pipeline.inputs.stamps import shard_stamps
 from pipeline.output.commit import commit_shard, output_columns
 from pipeline.output.counts import CountsLog
 from pipeline.output.lease import OutputLease
@@ -121,6 +122,7 @@ class _Job:
         summary: RunSummary,
         progress: Progress,
         stop: StopRequest,
+        shards: list[Shard],
     ):
         self.config = config
         self.stop = stop
@@ -132,7 +134,9 @@ class _Job:
         self.progress = progress
         # A shard still incomplete this long after its first row is named in progress lines.
         self.slow_after_s = config.retry.shard_timeout_s / 4
-        self.output_columns = output_columns(config)
+        self.output_columns = output_columns(config, reads_pdf(shards))
+        self.shards = {shard.id: shard for shard in shards}
+        self.input_fs, _ = open_filesystem(config.input.uri, config.storage)
         self.commits = CommitQueue(self.commit)
         self.counts = CountsLog(ledger.fs, ledger.root, summary.run_id)
 
@@ -146,6 +150,10 @@ class _Job:
         ]
         if errors:  # before the commit: a record of a shard not committed is ignored
             self.ledger.record_row_errors(shard_id, errors)
+        shard = self.shards[shard_id]
+        inputs = None  # a shard made elsewhere than by discovery has no stamps to record
+        if shard.stamps:
+            inputs = shard_stamps(self.input_fs, shard.paths, shard.stamps, shard.root)
         table = commit_shard(
             self.ledger.fs,
             self.ledger.root,
@@ -153,6 +161,7 @@ class _Job:
             rows,
             self.fingerprint,
             self.output_columns,
+            inputs,
         )
         self.summary.mark("first_commit")  # here, not when counted: the file exists now
         if shard_id in self.earlier_failures:
@@ -301,7 +310,7 @@ def _run(
         lease.acquire()
     try:
         fingerprint = ledger.start_run(
-            run_settings(config, identity),
+            run_settings(config, identity, reads_pdf(shards)),
             absolute_url(config.input.uri),
             len(shards),
             config.output.overwrite,
@@ -316,6 +325,11 @@ def _run(
             ledger.record_run(summary.record(finished=True))
     finally:
         lease.release()
+
+
+def reads_pdf(shards: list[Shard]) -> bool:
+    """Whether the run reads PDFs (its shards are all of one format)."""
+    return bool(shards) and shards[0].format == "pdf"
 
 
 def _check_model(settings: ModelSettings) -> str:
@@ -349,7 +363,7 @@ def _run_shards(
         log.info("%s: every shard under %s is committed", what, config.input.uri)
         return
     progress = Progress(len(pending), config.progress.log_interval_s)
-    job = _Job(config, ledger, lease, fingerprint, summary, progress, stop)
+    job = _Job(config, ledger, lease, fingerprint, summary, progress, stop, shards)
     try:
         _run_with_retries(job, pending, actor_resources(config.compute))
     finally:

@@ -1,4 +1,4 @@
-"""The bad-input catalogue: each case has one documented outcome (README, Reliability).
+"""The bad-input catalogue: each case has one documented outcome (docs/reliability.md).
 
 Never a hang, never a crashed job: a row error, or a shard error naming the problem.
 """

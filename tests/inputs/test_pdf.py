@@ -3,23 +3,26 @@
 import fsspec
 import pypdfium2 as pdfium
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from model.images import ImageDecodeError
 from pipeline.config import InputSettings
 from pipeline.errors import ShardReadError
 from pipeline.inputs.passthrough import decode_rows, encode_rows
-from pipeline.inputs.pdf import TextLayer
+from pipeline.inputs.pdf import TextLayer, page_own_text
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import discover_shards
 from tests.support.data import write_pdf
+from tests.support.pdfs import Digital, Scan, write_document
 
 fs = fsspec.filesystem("file")
 PAGES = ["Invoice 2026-0042\nTotal due: 118.00 EUR", "", "Page three\nsigned"]
 
 
 def _read(root, **settings):
-    config = InputSettings(uri=str(root), **settings)
+    """The shard under root and its rows; pages are rendered unless told (write_pdf's
+    pages draw their text: `auto` would take it)."""
+    config = InputSettings(uri=str(root), **{"pdf_text_layer": "ignore"} | settings)
     (shard,) = discover_shards(fs, str(root), config)
     return shard, read_source_rows(fs, shard, config)
 
@@ -94,3 +97,56 @@ def test_prefer_text_layer_gives_the_pdfs_own_text_with_boxes(tmp_path):
     (x0, y0, x1, y1), _ = layer.runs[0]
     assert 45 <= x0 < x1 < 595 and 50 <= y0 < y1 < 100  # at 72 dpi, pixels = points
     assert isinstance(rows.images[1], Image.Image)  # no text layer: rendered for OCR
+
+
+def scan_of(lines: list[str]) -> Image.Image:
+    """A page image of printed lines, as a scanner gives it."""
+    page = Image.new("L", (900, 100 + 60 * len(lines)), 255)
+    draw = ImageDraw.Draw(page)
+    for number, text in enumerate(lines):
+        draw.text((50, 50 + 60 * number), text, fill=0, font=ImageFont.load_default(size=30))
+    return page
+
+
+MIXED = [
+    Digital(["Invoice 2026-0042", "Total due: 118.00 EUR"]),
+    Scan(scan_of(["a scanned letter"]), dpi=150),
+    Scan(scan_of(["scanned and read before"]), dpi=150, layer=["scanned and reed before"]),
+]
+
+
+def test_each_page_is_told_by_the_text_it_holds_of_its_own(tmp_path):
+    path = write_document(tmp_path / "in" / "mixed.pdf", MIXED)
+    document = pdfium.PdfDocument(str(path))
+    assert [page_own_text(page) for page in document] == ["visible", "none", "invisible"]
+    document.close()
+
+
+@pytest.mark.parametrize(
+    ("use", "taken"),
+    [
+        ("auto", {0: ("pdf", "Invoice 2026-0042\nTotal due: 118.00 EUR")}),
+        (
+            "prefer",
+            {
+                0: ("pdf", "Invoice 2026-0042\nTotal due: 118.00 EUR"),
+                2: ("ocr_layer", "scanned and reed before"),
+            },
+        ),
+        ("ignore", {}),
+    ],
+)
+def test_a_pages_own_text_is_taken_as_pdf_text_layer_says(tmp_path, use, taken):
+    """auto: text the document draws, not an earlier OCR's layer; prefer: both; ignore:
+    neither. Every other page is rendered, to be read."""
+    write_document(tmp_path / "in" / "mixed.pdf", MIXED)
+    _, rows = _read(tmp_path / "in", pdf_text_layer=use, pdf_dpi=72)
+    pages = [rows.images[i] for i in range(3)]
+    rows.close()
+    layers = {
+        i: (page.source, page.text) for i, page in enumerate(pages) if isinstance(page, TextLayer)
+    }
+    assert layers == taken
+    rendered = {i: page.size for i, page in enumerate(pages) if isinstance(page, Image.Image)}
+    sizes = {0: (420, 595), 1: (432, 77), 2: (432, 77)}  # A5; 900 x 160 px at 150 dpi
+    assert rendered == {i: size for i, size in sizes.items() if i not in taken}

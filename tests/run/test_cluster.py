@@ -1,4 +1,4 @@
-"""Jobs submitted to a real `ray start --head` cluster, as the README says: the OCR job
+"""Jobs submitted to a real `ray start --head` cluster, as docs/clusters.md says: the OCR job
 with the `ray job submit` CLI, a caption job with `JobSubmissionClient`, and a job with a
 shard that cannot succeed. Inputs and outputs live on the S3 server; the cluster gets its
 credentials from its environment, never from the job."""
@@ -196,7 +196,16 @@ def test_pages_job_reads_pdfs_from_s3_a_row_per_page(client, bucket, s3, tiny_mo
     """`python -m jobs.pages` (the pages preset: lines found, then read) on a PDF in S3."""
     pdf = write_pdf(tmp_path / "report.pdf", ["Quarterly report\nRevenue up 4%", "Signed"])
     s3.filesystem().put_file(str(pdf), "jobs/pdf-in/2026/report.pdf")
-    entrypoint = _entrypoint("jobs.pages", tiny_model, "pdf-in", "pdf-out", "--pdf-dpi", "72")
+    entrypoint = _entrypoint(
+        "jobs.pages",
+        tiny_model,
+        "pdf-in",
+        "pdf-out",
+        "--pdf-dpi",
+        "72",
+        "--pdf-text-layer",
+        "ignore",
+    )
     job_id = _submit(client, entrypoint)
     status = _wait(client, job_id)
     logs = client.get_job_logs(job_id)

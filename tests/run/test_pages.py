@@ -55,7 +55,13 @@ def test_pdfs_become_a_row_per_page_and_bad_ones_fail_alone(tiny_model, referenc
         root,
         tmp_path / "out",
         tiny_model,
-        input={"segment": "lines", "pdf_dpi": 72, "max_image_pixels": 10_000_000},
+        # write_pdf's pages draw their text (auto would take it): read them all
+        input={
+            "segment": "lines",
+            "pdf_dpi": 72,
+            "max_image_pixels": 10_000_000,
+            "pdf_text_layer": "ignore",
+        },
     )
     summary = run_job(config)
     assert (summary.shards_committed, summary.rows, summary.row_errors) == (3, 4, 1)
