@@ -1,36 +1,26 @@
 #!/usr/bin/env bash
-# The GPU check of the generation engine, one script for a machine with one NVIDIA GPU
-# (under 8 minutes): static batches against continuous batching on the mixed-length
-# workload (`shardscribe bench --workload mixed`), with the random small and base models
-# (TrOCR-small and -base dimensions) and the bundled model, dtype auto (bfloat16 on a
-# GPU that has it). Prints one row per model and leaves the JSON in gpu-bench.jsonl.
+# The GPU check, for a lent machine with an NVIDIA GPU, torch and transformers but no
+# Ray, no pydantic and no package registry (`benchmarks.gpu_reader`: the generation
+# engine, static against continuous batching, and checked drafts against `generate` on
+# each line alone, with the random TrOCR-base-sized model and the bundled model).
 #
-#   benchmarks/gpu.sh            # IMAGES=512 BATCH=64 by default
+#   benchmarks/gpu.sh --fetch      # here, with a registry: pydantic's wheels into .gpu-wheels/
+#   benchmarks/gpu.sh [ARGS...]    # there: ARGS go to python -m benchmarks.gpu_reader
+#
+# .gpu-wheels/ is ignored by git: name it in what travels to the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGES=${IMAGES:-512}
-BATCH=${BATCH:-64}
-python3 -m venv .venv-gpu
-. .venv-gpu/bin/activate
-python -m pip install --quiet --upgrade pip
-# PyPI's Linux torch wheel is the CUDA build; the pins (infra/constraints.txt) keep the
-# rest as tested. torchvision gives transformers' fast image processors.
-pip install --quiet -c infra/constraints.txt torch==2.13.0 -e '.[gpu]'
-python -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"; print(torch.cuda.get_device_name(0))'
-rm -f gpu-bench.jsonl
-for model in small base shardscribe/printed-lines; do
-    shardscribe bench --workload mixed --model "$model" --images "$IMAGES" \
-        --batch-size "$BATCH" --dir .gpu-bench --json | tail -1 >> gpu-bench.jsonl
-done
-python - <<'PY'
-import json
-
-print(f"{'model':28} {'static ips':>10} {'continuous ips':>14} {'ratio':>6} "
-      f"{'occupancy s/c':>14} {'rows/step c':>11} {'texts equal':>11}")
-for line in open("gpu-bench.jsonl"):
-    r = json.loads(line)
-    s, c = r["static"], r["continuous"]
-    print(f"{r['model']:28} {s['ips']:>10} {c['ips']:>14} {r['continuous_vs_static']:>6} "
-          f"{s['occupancy']:>6}/{c['occupancy']:<7} {c['rows_per_step']:>11} "
-          f"{str(r['texts_equal']):>11}")
-PY
+if [ "${1:-}" = "--fetch" ]; then
+    for version in 3.10 3.11 3.12 3.13; do
+        python3 -m pip download --quiet --only-binary :all: --python-version "$version" \
+            --platform manylinux2014_x86_64 --dest .gpu-wheels pydantic
+    done
+    exit 0
+fi
+if ! python3 -c 'import pydantic' 2>/dev/null; then
+    python3 -m venv --system-site-packages .venv-gpu
+    . .venv-gpu/bin/activate
+    python -m pip install --quiet --no-index --find-links .gpu-wheels pydantic
+fi
+python3 -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"'
+PYTHONPATH=. python3 -m benchmarks.gpu_reader "$@"

@@ -42,7 +42,7 @@ import pyarrow.dataset as ds
 import torch
 from PIL import Image, ImageFont
 
-from benchmarks.harness import labelled, main, print_table, tesseract, timed
+from benchmarks.harness import labelled, main, markdown_table, tesseract, timed
 from jobs.fonts import font_split, installed_families
 from jobs.render import draw_text
 from jobs.synth import degrade
@@ -155,7 +155,9 @@ def read_bare(
         for start in range(0, len(lines), batch_size):
             images = [line.image.convert("RGB") for line in lines[start : start + batch_size]]
             pixels = loaded.image_processor(images=images, return_tensors="pt").pixel_values
-            texts += recognise(loaded.model, loaded.tokenizer, pixels, budget, num_beams)
+            texts += recognise(
+                loaded.model, loaded.tokenizer, pixels, budget, num_beams, loaded.ctc_head
+            )
     return texts
 
 
@@ -233,11 +235,10 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def print_tables(result: dict) -> None:
+def table(result: dict) -> str:
+    """CER (exact lines) by group, lines/s per core and repeat loops, one column a reader."""
     readers = result["readers"]
     groups = list(next(iter(readers.values()))["groups"])
-    beams = "greedy" if result["num_beams"] == 1 else f"{result['num_beams']} beams"
-    print(f"{result['lines']} line images, {result['cores']} core(s), {beams}; CER (exact lines)\n")
     rows = [
         (
             group,
@@ -252,7 +253,13 @@ def print_tables(result: dict) -> None:
     rows.append(
         ("outputs > 1.5x reference", [str(r["longer_than_1.5x"]) for r in readers.values()])
     )
-    print_table("lines", list(readers), rows)
+    return markdown_table("lines", list(readers), rows)
+
+
+def print_tables(result: dict) -> None:
+    beams = "greedy" if result["num_beams"] == 1 else f"{result['num_beams']} beams"
+    print(f"{result['lines']} line images, {result['cores']} core(s), {beams}; CER (exact lines)\n")
+    print(table(result))
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

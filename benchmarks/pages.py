@@ -22,9 +22,9 @@ pages/s per core. `--json` prints one JSON object instead.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -36,7 +36,7 @@ import torch
 from fpdf import FPDF
 from PIL import Image, ImageFont
 
-from benchmarks.harness import labelled, main, print_table, tesseract, timed
+from benchmarks.harness import labelled, main, print_table, run_sampled, tesseract, timed
 from jobs.fonts import font_split, installed_families
 from jobs.render import PageLayout, draw_page
 from jobs.synth import degrade
@@ -47,6 +47,7 @@ from model.metrics import ErrorCounts
 from model.settings import ModelSettings
 from pipeline.inputs.pdf import PdfPages
 from pipeline.inputs.segmentation import segment_lines
+from pipeline.output.layout import LEDGER_DIR, RUNS_DIR
 from pipeline.training.objective import recognise
 
 SEED = 20261202
@@ -153,21 +154,37 @@ def read_bare(model: str, images: list[Image.Image], batch_size: int, cores: int
             for start in range(0, len(lines), batch_size):
                 crops = [line.crop.convert("RGB") for line in lines[start : start + batch_size]]
                 pixels = loaded.image_processor(images=crops, return_tensors="pt").pixel_values
-                read += recognise(loaded.model, loaded.tokenizer, pixels, budget)
+                read += recognise(
+                    loaded.model, loaded.tokenizer, pixels, budget, ctc_head=loaded.ctc_head
+                )
             texts.append("\n".join(read))
     return texts
 
 
-def read_pipeline(model: str, folder: Path, scratch: Path, extra: list[str]) -> dict[str, str]:
-    """`shardscribe run --segment lines` over `folder`, in a fresh process; {key: text}."""
+def read_pipeline(
+    model: str, folder: Path, scratch: Path, extra: list[str]
+) -> tuple[dict[str, str], dict]:
+    """`shardscribe run --segment lines` over `folder`, in a fresh process; ({key: text},
+    where its time went: CPU seconds by process, the model thread's seconds by step and
+    the run's start-up, from its ledger)."""
     output = scratch / f"out-{folder.name}"
     command = [sys.executable, "-m", "jobs", "run", "--input", str(folder), "--output"]
     command += [str(output), "--model", model, "--segment", "lines", *extra]
-    finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{finished.stderr[-3000:]}")
+    code, stderr, cpu = run_sampled(command)
+    if code != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
     rows = ds.dataset(output, format="parquet").to_table().to_pylist()
-    return {f"{row['shard']}/{row['key']}": row["text"] or "" for row in rows}
+    [record] = [json.loads(p.read_text()) for p in (output / LEDGER_DIR / RUNS_DIR).iterdir()]
+    generation = record["generation"]
+    steps = {name: generation[f"{name}_s"] for name in ("preprocess", "encoder", "decoder")}
+    costs = {
+        "cpu_s": {role: round(seconds, 1) for role, seconds in sorted(cpu.items())},
+        "model_thread_s": steps,
+        "startup_s": record["startup_s"],
+        "run_s": round(record["ended"] - record["started"], 1),
+        "line_images": record["rows"],
+    }
+    return {f"{row['shard']}/{row['key']}": row["text"] or "" for row in rows}, costs
 
 
 def score(kinds: list[str], references: list[str], texts: list[str]) -> dict[str, float]:
@@ -217,15 +234,27 @@ def run(args: argparse.Namespace) -> dict:
             )
             if args.skip_pipeline:
                 continue
-            by_key, seconds = timed(read_pipeline, model, images_dir, scratch, [])
+            (by_key, costs), seconds = timed(read_pipeline, model, images_dir, scratch, [])
             read = [by_key[f"part-00000/{page.key}.png"] for page in pages]
-            pdf_dpi = ["--pdf-dpi", str(args.pdf_dpi)]
-            pdf_by_key, pdf_seconds = timed(read_pipeline, model, pdf_dir, scratch, pdf_dpi)
+            pdf_dpi = ["--pdf-dpi", str(args.pdf_dpi), "--pdf-text-layer", "ignore"]
+            (pdf_by_key, _), pdf_seconds = timed(read_pipeline, model, pdf_dir, scratch, pdf_dpi)
             pdf_read = [pdf_by_key[f"{path.stem}/page-0001"] for path, _ in pdfs]
-            result["readers"][f"{label} run"] = _figures(
-                kinds, references, read, seconds, pdf_refs, pdf_read, pdf_seconds, args.cores
+            result["readers"][f"{label} run"] = (
+                _figures(
+                    kinds, references, read, seconds, pdf_refs, pdf_read, pdf_seconds, args.cores
+                )
+                | _paid_startup(len(pages), costs, args.cores)
+                | {"costs": costs}
             )
     return result
+
+
+def _paid_startup(pages: int, costs: dict, cores: int) -> dict:
+    """Pages/s once start-up is paid: from when Ray was up, the model loaded and the first
+    input read, over the run's own clock."""
+    startup = costs["startup_s"]
+    paid = max(startup.get(step, 0.0) for step in ("model_loaded", "first_read"))
+    return {"pages_per_s_after_startup_per_core": round(pages / (costs["run_s"] - paid) / cores, 3)}
 
 
 def _rendered(path: Path, dpi: int) -> tuple[Path, Image.Image]:
@@ -262,7 +291,19 @@ def print_tables(result: dict) -> None:
     print(f"{result['pages']} pages + {result['pdfs']} PDFs, {result['cores']} core(s); CER\n")
     rows = [(group, [f"{r['cer'][group]:.2%}" for r in readers.values()]) for group in groups]
     rows.append(("pages/s per core", [str(r["pages_per_s_per_core"]) for r in readers.values()]))
+    rows.append(
+        (
+            "pages/s per core, start-up paid",
+            [str(r.get("pages_per_s_after_startup_per_core", "")) for r in readers.values()],
+        )
+    )
     print_table("pages", list(readers), rows)
+    for name, reader in readers.items():
+        if "costs" in reader:
+            costs = reader["costs"]
+            print(f"\n{name}, page images: {costs['run_s']} s; start-up {costs['startup_s']}")
+            print(f"  CPU s by process: {costs['cpu_s']}")
+            print(f"  model thread s by step: {costs['model_thread_s']}")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.harness import process_role
 from jobs.bench import line_images
 from pipeline.inputs.webdataset import tar_bytes
 from tests.support.processes import all_processes, with_descendants
@@ -71,17 +72,9 @@ def _process_tree_cpu_s(root: int) -> dict[str, float]:
     table = all_processes()
     totals: dict[str, float] = {}
     for pid in with_descendants(table, {root}):
-        role = _process_role(pid == root, table[pid].command)
+        role = process_role(pid == root, table[pid].command)
         totals[role] = totals.get(role, 0.0) + table[pid].cpu_s
     return totals
-
-
-def _process_role(is_driver: bool, command: str) -> str:
-    if is_driver:
-        return "driver"
-    if command.startswith("ray::"):  # a worker names itself by what it last ran
-        return "actor" if "MapWorker" in command else "tasks"
-    return "ray daemons"
 
 
 def run_one(step: str, input_uri: str, output_uri: str, model: str) -> dict:

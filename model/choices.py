@@ -15,6 +15,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from model.generation import Prediction, prompt_token_ids
+from model.line_frames import decoder_states, encode_lines, uses_text_frames
 from model.loading import LoadedModel, ModelLoadError
 from model.scores import eos_token_ids
 
@@ -52,10 +53,14 @@ class ChoiceScorer:
         model = self.loaded.model
         tensor = self.loaded.model_input(pixels)
         with torch.inference_mode():
-            hidden = model.get_encoder()(pixel_values=tensor).last_hidden_state
+            if uses_text_frames(model):
+                encoded = encode_lines(model, tensor)
+                hidden, frames = encoded.states, encoded.mask
+            else:
+                hidden, frames = model.get_encoder()(pixel_values=tensor).last_hidden_state, None
             totals, lengths = [], []
             for chunk in self._chunks(len(tensor)):
-                total, length = self._loglikelihoods(hidden, chunk)
+                total, length = self._loglikelihoods(hidden, frames, chunk)
                 totals.append(total)
                 lengths.append(length)
         total = torch.cat(totals, dim=1)  # (images, labels)
@@ -81,10 +86,11 @@ class ChoiceScorer:
         return [self.sequences[i : i + per_pass] for i in range(0, len(self.sequences), per_pass)]
 
     def _loglikelihoods(
-        self, hidden: torch.Tensor, sequences: list[list[int]]
+        self, hidden: torch.Tensor, frames: torch.Tensor | None, sequences: list[list[int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(images, labels) summed log-probabilities of each label, and each label's scored
-        token count, from one decoder pass over every (image, label) pair."""
+        token count, from one decoder pass over every (image, label) pair. `frames`: a
+        text-frame model's mask over `hidden`."""
         device = hidden.device
         width = max(map(len, sequences)) - 1
         inputs = torch.full((len(sequences), width), self.pad_id, device=device)
@@ -99,11 +105,20 @@ class ChoiceScorer:
             scored[row, self.prompt_len : n] = True
         images, labels = len(hidden), len(sequences)
         # Row order: image-major, so row i * labels + j is image i with label j.
-        logits = self.loaded.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(labels, 0)),
-            decoder_input_ids=inputs.repeat(images, 1),
-            decoder_attention_mask=attention.repeat(images, 1),
-        ).logits
+        model, states = self.loaded.model, hidden.repeat_interleave(labels, 0)
+        if frames is None:
+            logits = model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=states),
+                decoder_input_ids=inputs.repeat(images, 1),
+                decoder_attention_mask=attention.repeat(images, 1),
+            ).logits
+        else:
+            logits = model.decoder(
+                input_ids=inputs.repeat(images, 1),
+                attention_mask=attention.repeat(images, 1),
+                encoder_hidden_states=decoder_states(model, states),
+                encoder_attention_mask=frames.repeat_interleave(labels, 0),
+            ).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         picked = logprobs.gather(-1, targets.repeat(images, 1)[..., None]).squeeze(-1)
         picked = torch.where(scored.repeat(images, 1), picked, 0.0)

@@ -9,7 +9,7 @@ batch's longest text ends.
 
 Rows of the running set sit at different positions: the self-attention cache is padded
 on the left per row (masked out), and each row's own position reaches the decoder's
-position embedding (`_RowPositions`). Texts equal `generate` for the same image: greedy
+position embedding (`RowPositions`). Texts equal `generate` for the same image: greedy
 takes the same argmax, sampling draws from a generator seeded per row as `TextGenerator`
 seeds the global one. `continuous_blocker` names what `generate` would do that is not
 done here row by row (beam search, several sequences, logits processors that depend on
@@ -19,15 +19,14 @@ a row's history); for those the caller stays on static `generate`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import GPT2LMHeadModel
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.generation.logits_process import (
     LogitsProcessorList,
@@ -36,108 +35,28 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from model.generation import GENERATE_MAX_LENGTH, Prediction, TextGenerator
+from model.generate_settings import row_by_row_blocker
+from model.generation import Prediction, TextGenerator
+from model.line_frames import uses_text_frames
+from model.positions import RowPositions
 from model.scores import eos_token_ids
 from model.shared_batches import Engine, StaticEngine
 
 log = logging.getLogger(__name__)
 
-# Generation settings that make `generate` change a row's logits from its own history or
-# length; the engine does not apply them, so any of them keeps a run on `generate`.
-_HISTORY_PROCESSORS = {
-    "repetition_penalty": 1.0,
-    "encoder_repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
-    "encoder_no_repeat_ngram_size": 0,
-    "bad_words_ids": None,
-    "min_length": 0,
-    "min_new_tokens": None,
-    "forced_bos_token_id": None,
-    "suppress_tokens": None,
-    "begin_suppress_tokens": None,
-    "sequence_bias": None,
-    "typical_p": 1.0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-    "min_p": None,
-    "exponential_decay_length_penalty": None,
-    "renormalize_logits": False,
-    "remove_invalid_values": False,
-    "guidance_scale": None,
-    "watermarking_config": None,
-    "stop_strings": None,
-    "penalty_alpha": None,
-    "top_h": None,
-}
-# What `generate` takes for a setting that neither the checkpoint nor the job sets.
-_DEFAULTS = {"num_beams": 1, "num_return_sequences": 1, "max_length": GENERATE_MAX_LENGTH}
-_SAMPLING_DEFAULTS = {"temperature": 1.0, "top_k": 50, "top_p": 1.0}
-
 
 def continuous_blocker(generator: TextGenerator) -> str | None:
     """Why these generation settings need static `generate`, or None."""
-    settings = _effective_settings(generator)
-    if settings["num_beams"] > 1:
-        return f"beam search (num_beams={settings['num_beams']})"
-    if settings["num_return_sequences"] > 1:
-        return f"num_return_sequences={settings['num_return_sequences']}"
-    for name, neutral in _HISTORY_PROCESSORS.items():
-        value = settings.get(name)
-        if value not in (neutral, None, [], {}):
-            return f"generation setting {name}={value!r}"
+    if uses_text_frames(generator.loaded.model):
+        return "a text-frame model (read by checked drafts or by generate per span)"
+    blocker = row_by_row_blocker(generator.effective_settings)
+    if blocker is not None:
+        return blocker
     try:
-        _RowPositions(generator.loaded.model.decoder)
+        RowPositions(generator.loaded.model.decoder)
     except TypeError as error:
         return str(error)
     return None
-
-
-def _effective_settings(generator: TextGenerator) -> dict[str, Any]:
-    """The generation settings `generate` runs with: the job's, else the checkpoint's,
-    else generate's own defaults."""
-    settings = generator.loaded.model.generation_config.to_dict() | generator.generate_kwargs
-    defaults = _DEFAULTS | (_SAMPLING_DEFAULTS if generator.samples else {})
-    return settings | {k: v for k, v in defaults.items() if settings.get(k) is None}
-
-
-class _RowPositions:
-    """Hands each row its own position in a decode step: the `position_ids` GPT-2 takes,
-    or, for decoders that count positions from the cache's length (TrOCR and MBart with
-    learned positions), the output of their position-embedding module replaced for the
-    step by the rows' own. TrOCR's sinusoidal variant is not known here."""
-
-    def __init__(self, decoder: nn.Module):
-        self.as_argument = isinstance(decoder, GPT2LMHeadModel)
-        self.module = None
-        if not self.as_argument:
-            found = [m for name, m in decoder.named_modules() if name.endswith("embed_positions")]
-            if len(found) != 1 or not _learned(found[0]):
-                kind = type(decoder).__name__
-                raise TypeError(f"the engine does not know how {kind} positions its tokens")
-            self.module = found[0]
-
-    @contextmanager
-    def at(self, positions: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
-        """Within the block the decoder sees `positions` (one per row); yields the
-        keyword arguments the decoder call needs for it."""
-        if self.module is None:
-            yield {"position_ids": positions[:, None]}
-            return
-        embedded = self._embed(positions)
-        handle = self.module.register_forward_hook(lambda module, args, output: embedded)
-        try:
-            yield {}
-        finally:
-            handle.remove()
-
-    def _embed(self, positions: torch.Tensor) -> torch.Tensor:
-        """The rows the module itself would look up for these positions."""
-        return nn.functional.embedding(positions[:, None] + self.module.offset, self.module.weight)
-
-
-def _learned(module: nn.Module) -> bool:
-    """A learned position table offset by 2 (TrOCR's and MBart's)."""
-    return isinstance(module, nn.Embedding) and hasattr(module, "offset")
 
 
 @dataclass
@@ -155,16 +74,16 @@ class ContinuousEngine:
     (tag, Prediction)."""
 
     def __init__(self, generator: TextGenerator, batch_size: Callable[[], int]):
+        if uses_text_frames(generator.loaded.model):
+            raise ValueError("continuous batching does not read text frames: use static")
         self.generator = generator
         self.model = generator.loaded.model
         self.device = generator.loaded.device
         self._batch_size = batch_size
-        self.positions = _RowPositions(self.model.decoder)
-        settings = _effective_settings(generator)
+        self.positions = RowPositions(self.model.decoder)
+        settings = generator.effective_settings
         self.start_ids = generator.start_ids
-        self.max_new = settings.get("max_new_tokens") or settings["max_length"] - len(
-            self.start_ids
-        )
+        self.max_new = generator.max_new_tokens
         self.eos = eos_token_ids(self.model)
         self.forced_eos = settings.get("forced_eos_token_id")
         self.samples = generator.samples
@@ -203,7 +122,11 @@ class ContinuousEngine:
 
     @torch.inference_mode()
     def admit(self, pixels: np.ndarray, seeds: Sequence[int], tags: Sequence[Any]):
-        encoded = self._encode(self.generator.loaded.model_input(pixels))
+        started = time.perf_counter()
+        tensor = self.generator.loaded.model_input(pixels)
+        preprocessed = time.perf_counter()
+        encoded = self._encode(tensor)
+        encoded_at = time.perf_counter()
         count = len(tags)
         ids = torch.tensor([self.start_ids] * count, device=self.device)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
@@ -222,12 +145,18 @@ class ContinuousEngine:
             admitted_rows=count,
         )
         self._advance(rows, output.logits[:, -1])
+        self.stats.add(
+            preprocess_s=preprocessed - started,
+            encoder_s=encoded_at - preprocessed,
+            decoder_s=time.perf_counter() - encoded_at,
+        )
         mask = torch.ones((count, len(self.start_ids)), dtype=torch.long, device=self.device)
         self._join(rows, cache, mask, encoded)
         return self._leave()
 
     @torch.inference_mode()
     def step(self) -> list[tuple[Any, Prediction]]:
+        started = time.perf_counter()
         count = len(self.rows)
         positions = self.mask.sum(dim=1)  # real tokens before this one: its position
         mask = torch.cat([self.mask, self.mask.new_ones((count, 1))], dim=1)
@@ -244,6 +173,7 @@ class ContinuousEngine:
         self.mask = mask
         self.stats.add(decoder_steps=1, decoder_rows=count, live_rows=count)
         self._advance(self.rows, output.logits[:, -1])
+        self.stats.add(decoder_s=time.perf_counter() - started)
         return self._leave()
 
     def _encode(self, pixel_values: torch.Tensor) -> torch.Tensor:

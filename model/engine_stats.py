@@ -18,6 +18,11 @@ class EngineStats:
     admitted_rows: int = 0  # rows whose first token an admission pass computed (continuous)
     images: int = 0  # rows the actor received pixels for
     pixel_bytes: int = 0  # and the bytes of those pixels
+    # Seconds on the model thread: pixels onto the device, the encoder (where it runs
+    # apart from `generate`), and decoding (`generate`, with its encoder where it runs it).
+    preprocess_s: float = 0.0
+    encoder_s: float = 0.0
+    decoder_s: float = 0.0
 
     def add(self, other: EngineStats | dict) -> None:
         values = other if isinstance(other, dict) else asdict(other)
@@ -29,7 +34,7 @@ class EngineStats:
 
     def figures(self) -> dict[str, float | None]:
         """occupancy (live rows / computed rows), rows_per_step, rows_per_encoder_call,
-        pixel_bytes_per_image."""
+        pixel_bytes_per_image, and the model thread's seconds by step."""
 
         def ratio(a: int, b: int) -> float | None:
             return round(a / b, 3) if b else None
@@ -40,6 +45,9 @@ class EngineStats:
             "rows_per_step": ratio(self.decoder_rows - self.admitted_rows, self.decoder_steps),
             "rows_per_encoder_call": ratio(self.encoder_rows, self.encoder_calls),
             "pixel_bytes_per_image": ratio(self.pixel_bytes, self.images),
+            "preprocess_s": round(self.preprocess_s, 2),
+            "encoder_s": round(self.encoder_s, 2),
+            "decoder_s": round(self.decoder_s, 2),
         }
 
 
@@ -50,7 +58,7 @@ class StatsCounter:
         self._lock = threading.Lock()
         self._stats = EngineStats()
 
-    def add(self, **counts: int) -> None:
+    def add(self, **counts: float) -> None:
         with self._lock:
             self._stats.add(EngineStats(**counts))
 

@@ -11,7 +11,9 @@ import torch
 from transformers import PreTrainedTokenizerBase, VisionEncoderDecoderModel
 
 from model.checking import check_special_tokens
+from model.drafting import load_ctc_head
 from model.errors import ModelLoadError
+from model.line_frames import uses_text_frames
 from model.pixels import processor_value_table
 from model.processors import hub_kwargs, load_error, load_processors
 from model.settings import ModelSettings
@@ -29,6 +31,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     value_table: torch.Tensor  # (3, 256) on the device: uint8 pixel codes -> values
+    ctc_head: torch.nn.Linear | None = None  # a text-frame model's drafter, where saved
 
     def model_input(self, pixels: np.ndarray) -> torch.Tensor:
         """Pixels as the model takes them, on its device. uint8 codes (`model.pixels`,
@@ -82,4 +85,5 @@ def load_model(settings: ModelSettings) -> LoadedModel:
     image_processor, tokenizer = load_processors(settings)
     model.to(device).eval()
     table = torch.from_numpy(processor_value_table(image_processor)).to(device)
-    return LoadedModel(model, image_processor, tokenizer, device, dtype, table)
+    head = load_ctc_head(settings.source, model) if uses_text_frames(model) else None
+    return LoadedModel(model, image_processor, tokenizer, device, dtype, table, head)

@@ -30,6 +30,8 @@ from transformers import (
 from model.architectures import DECODERS, ENCODERS
 from model.bundled import resolve_model_name
 from model.char_tokenizer import char_tokenizer
+from model.drafting import load_ctc_head
+from model.line_frames import column_patches, enable_text_frames, processor_pad_value
 from model.loading import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class TrainableModel:
     model: VisionEncoderDecoderModel
     image_processor: Any
     tokenizer: PreTrainedTokenizerBase
+    ctc_head: torch.nn.Linear | None = None  # the warm start's, where it has one
 
 
 def load_processors_for(
@@ -144,7 +147,13 @@ def build_model(
     if init_from:
         copied = copy_weights(model, init_from)
         log.info("initialised %d of %d tensors from %s", copied, len(model.state_dict()), init_from)
-    return TrainableModel(model, image_processor, tokenizer)
+    if column_patches(model):  # read as it will be read: text frames, a draft to check
+        enable_text_frames(model, processor_pad_value(image_processor))
+    source = init_from or checkpoint
+    head = load_ctc_head(resolve_model_name(source), model) if source else None
+    if head is not None and head.out_features != model.decoder.config.vocab_size:
+        head = None  # another vocabulary: the head starts anew
+    return TrainableModel(model, image_processor, tokenizer, head)
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ def evaluate(module: OCRTrainingModule, tokenizer, config: TrainConfig, device) 
             pixels,
             config.evaluation.max_new_tokens,
             config.evaluation.num_beams,
+            module.ctc_head,
         )
         references = tokenizer.batch_decode(
             labels.masked_fill(labels == IGNORE_INDEX, tokenizer.pad_token_id),

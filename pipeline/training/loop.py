@@ -157,7 +157,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     parts = build_model(
         config.model.name, config.model.encoder, config.model.decoder, config.model.init_from
     )
-    module = OCRTrainingModule(parts.model, settings.ctc_weight)
+    module = OCRTrainingModule(parts.model, settings.ctc_weight, parts.ctc_head)
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
@@ -168,7 +168,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     warmup_head_until = ctc_head_warmup_end(
         settings.ctc_weight,
         settings.ctc_warmup_steps,
-        warm_start=bool(config.model.name or config.model.init_from),
+        warm_start=bool(config.model.name or config.model.init_from) and parts.ctc_head is None,
     )
     module.head_only = step < warmup_head_until
     wrapped = ray.train.torch.prepare_model(module)
@@ -232,7 +232,12 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
             "throughput": speed.summary(),
         }
         save_model(
-            parts, summary, config.output.uri, config.model.max_target_tokens, config.storage
+            parts,
+            summary,
+            config.output.uri,
+            config.model.max_target_tokens,
+            config.storage,
+            module.ctc_head,
         )
 
 

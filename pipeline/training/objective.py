@@ -2,10 +2,11 @@
 from texts, the loss (cross-entropy, plus an optional CTC loss on the encoder frames),
 recognition for evaluation, and the training state a checkpoint holds.
 
-The CTC head exists only in training. A small ViT + decoder trained from scratch
-otherwise learns a language model and ignores the image (measured: loss stuck near
-3 per token); CTC makes every encoder frame answer for the characters under it,
-which breaks that plateau. The saved model stays a plain VisionEncoderDecoderModel.
+A small ViT + decoder trained from scratch otherwise learns a language model and
+ignores the image (measured: loss stuck near 3 per token); CTC makes every encoder
+frame answer for the characters under it, which breaks that plateau. The head is saved
+beside the model (`model.drafting`): its reading is the draft that decoding checks.
+A model with text frames (`model.line_frames`) trains on them, as it will read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase, VisionEncoderDecoderModel
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.models.vision_encoder_decoder.modeling_vision_encoder_decoder import (
+    shift_tokens_right,
+)
+
+from model.drafting import checked_drafts, ctc_drafts, ctc_log_probs
+from model.line_frames import (
+    EncodedLines,
+    decoder_logits,
+    encode_lines,
+    span_groups,
+    uses_text_frames,
+)
 
 IGNORE_INDEX = -100  # label positions the loss skips (the padding)
 STATE_FILE = "training_state.pt"
@@ -57,35 +71,50 @@ class OCRTrainingModule(torch.nn.Module):
     `head_only`: the CTC loss reaches the head but not the encoder, so a new head can
     learn on a trained model without its gradients undoing what the model knows."""
 
-    def __init__(self, model: VisionEncoderDecoderModel, ctc_weight: float = 0.0):
+    def __init__(
+        self,
+        model: VisionEncoderDecoderModel,
+        ctc_weight: float = 0.0,
+        ctc_head: torch.nn.Linear | None = None,
+    ):
         super().__init__()
         self.model = model
         self.ctc_weight = ctc_weight
         self.head_only = False
-        self.ctc_head = (
-            torch.nn.Linear(model.encoder.config.hidden_size, model.decoder.config.vocab_size)
-            if ctc_weight > 0
-            else None
-        )
+        if ctc_weight > 0 and ctc_head is None:
+            encoder, decoder = model.encoder.config, model.decoder.config
+            ctc_head = torch.nn.Linear(encoder.hidden_size, decoder.vocab_size)
+        self.ctc_head = ctc_head.float().train() if ctc_weight > 0 else None
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor):
-        output = self.model(pixel_values=pixel_values, labels=labels)
+        if uses_text_frames(self.model):
+            encoded = encode_lines(self.model, pixel_values)
+            config = self.model.config
+            inputs = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
+            logits = decoder_logits(self.model, inputs, encoded)
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+        else:
+            output = self.model(pixel_values=pixel_values, labels=labels)
+            ce = output.loss
+            encoded = EncodedLines(
+                output.encoder_last_hidden_state,
+                torch.ones(output.encoder_last_hidden_state.shape[:2], dtype=torch.long),
+            )
         if self.ctc_head is None:
-            return output.loss, output.loss, torch.zeros_like(output.loss)
-        frames = output.encoder_last_hidden_state
-        ctc = self._ctc_loss(frames.detach() if self.head_only else frames, labels)
-        loss = (1 - self.ctc_weight) * output.loss + self.ctc_weight * ctc
-        return loss, output.loss, ctc
+            return ce, ce, torch.zeros_like(ce)
+        frames = encoded.states.detach() if self.head_only else encoded.states
+        ctc = self._ctc_loss(EncodedLines(frames, encoded.mask), labels)
+        return (1 - self.ctc_weight) * ce + self.ctc_weight * ctc, ce, ctc
 
-    def _ctc_loss(self, frames: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _ctc_loss(self, encoded: EncodedLines, labels: torch.Tensor) -> torch.Tensor:
         config = self.model.config
         blank = config.pad_token_id  # never a target: padding is -100 in labels
-        log_probs = self.ctc_head(frames).float().log_softmax(-1).transpose(0, 1)  # (T, N, V)
+        log_probs = ctc_log_probs(self.ctc_head, encoded.states).transpose(0, 1)  # (T, N, V)
         keep = (labels != IGNORE_INDEX) & (labels != config.eos_token_id) & (labels != blank)
         return F.ctc_loss(
             log_probs,
             labels[keep],
-            input_lengths=torch.full((labels.shape[0],), log_probs.shape[0], dtype=torch.long),
+            input_lengths=encoded.mask.sum(dim=1).cpu(),
             target_lengths=keep.sum(dim=1),
             blank=blank,
             zero_infinity=True,  # a line longer than the frames is skipped, not NaN
@@ -132,9 +161,29 @@ def recognise(
     pixel_values: torch.Tensor,
     max_new_tokens: int,
     num_beams: int = 1,
+    ctc_head: torch.nn.Linear | None = None,
 ) -> list[str]:
-    ids = model.generate(pixel_values, max_new_tokens=max_new_tokens, num_beams=num_beams)
-    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+    """Texts as `run` reads them: a text-frame model's from its frames, drafted by its CTC
+    head and checked where decoding is greedy."""
+    if not uses_text_frames(model):
+        ids = model.generate(pixel_values, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+    encoded = encode_lines(model, pixel_values)
+    if ctc_head is not None and num_beams == 1:
+        drafts = ctc_drafts(ctc_head, encoded, blank=model.generation_config.pad_token_id)
+        ids = checked_drafts(model, encoded, drafts, max_new_tokens).sequences
+        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+    texts = [""] * len(pixel_values)
+    for rows, states in span_groups(encoded):
+        ids = model.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=states),
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+        )
+        decoded = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        for row, text in zip(rows, decoded, strict=True):
+            texts[row] = text
+    return texts
 
 
 def save_state(directory: Path, module: OCRTrainingModule, optimizer, scheduler, step: int):

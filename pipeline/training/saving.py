@@ -10,6 +10,9 @@ import posixpath
 import tempfile
 from pathlib import Path
 
+import torch
+
+from model.drafting import save_ctc_head
 from pipeline.config import StorageSettings
 from pipeline.storage import open_filesystem
 
@@ -18,9 +21,15 @@ SUMMARY_FILE = "training.json"
 
 
 def save_model(
-    parts, summary: dict, uri: str, max_target_tokens: int, storage: StorageSettings
+    parts,
+    summary: dict,
+    uri: str,
+    max_target_tokens: int,
+    storage: StorageSettings,
+    ctc_head: torch.nn.Linear | None = None,
 ) -> None:
-    """save_pretrained of model, processor and tokenizer, then copy to `uri`."""
+    """save_pretrained of model, processor and tokenizer, and the CTC head that drafts
+    its readings where training had one, then copy to `uri`."""
     fs, root = open_filesystem(uri, storage)
     # Targets were at most this long, so `run` needs no --max-new-tokens for this model.
     parts.model.generation_config.max_new_tokens = max_target_tokens
@@ -28,6 +37,8 @@ def save_model(
         parts.model.save_pretrained(directory)
         parts.image_processor.save_pretrained(directory)
         parts.tokenizer.save_pretrained(directory)
+        if ctc_head is not None:
+            save_ctc_head(ctc_head, directory)
         (Path(directory) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         fs.makedirs(root, exist_ok=True)
         for file in sorted(Path(directory).iterdir()):

@@ -129,11 +129,21 @@ def train(settings: StreamSettings) -> dict:
     parts = build_model(
         encoder=settings.encoder, decoder=settings.decoder, init_from=settings.init_from
     )
-    module = OCRTrainingModule(parts.model, settings.ctc_weight).to(device)
+    module = OCRTrainingModule(parts.model, settings.ctc_weight, parts.ctc_head).to(device)
     warm_until = ctc_head_warmup_end(
-        settings.ctc_weight, settings.ctc_warmup_steps, bool(settings.init_from)
+        settings.ctc_weight,
+        settings.ctc_warmup_steps,
+        bool(settings.init_from) and parts.ctc_head is None,
     )
-    optimizer = torch.optim.AdamW(module.parameters(), lr=settings.learning_rate)
+    # A new CTC head starts from nothing while a warm-started model only adjusts: the head
+    # learns at ten times the model's rate, both on the same schedule.
+    head = list(module.ctc_head.parameters()) if module.ctc_head is not None else []
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(module.model.parameters()), "lr": settings.learning_rate},
+            {"params": head, "lr": settings.learning_rate * 10},
+        ]
+    )
     started = time.monotonic()
     total_s = settings.minutes * 60
 
@@ -192,13 +202,15 @@ def train(settings: StreamSettings) -> dict:
             )  # fmt: skip
             losses, last_log = [], time.monotonic()
         if time.monotonic() - last_save > settings.save_every_minutes * 60:
-            _save(parts, settings, step, fresh_steps, started)
+            _save(parts, module, settings, step, fresh_steps, started)
             last_save = time.monotonic()
     stop.set()
-    return _save(parts, settings, step, fresh_steps, started)
+    return _save(parts, module, settings, step, fresh_steps, started)
 
 
-def _save(parts, settings: StreamSettings, step: int, fresh: int, started: float) -> dict:
+def _save(
+    parts, module: OCRTrainingModule, settings: StreamSettings, step, fresh, started: float
+) -> dict:
     elapsed = time.monotonic() - started
     summary = {
         "steps": step,
@@ -209,7 +221,10 @@ def _save(parts, settings: StreamSettings, step: int, fresh: int, started: float
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "settings": asdict(settings),
     }
-    save_model(parts, summary, settings.output, settings.max_target_tokens, StorageSettings())
+    save_model(
+        parts, summary, settings.output, settings.max_target_tokens, StorageSettings(),
+        module.ctc_head,
+    )  # fmt: skip
     return summary
 
 

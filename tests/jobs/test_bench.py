@@ -90,7 +90,11 @@ def test_mixed_workload_puts_static_and_continuous_side_by_side(tmp_path):
             "rows_per_step",
             "rows_per_encoder_call",
             "pixel_bytes_per_image",
+            "preprocess_s",
+            "encoder_s",
+            "decoder_s",
         }
+        assert mode["decoder_s"] > 0
 
 
 def test_the_table_shows_both_start_ups_and_both_ratios():

@@ -3,7 +3,9 @@ seeded sampling, with scores), whatever rows share its steps, and computes only 
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,13 +13,29 @@ import pytest
 
 from jobs.bench import line_images
 from model import GenerationSettings, ModelSettings, TextGenerator, decode_image, load_model
+from model.bundled import DEFAULT_MODEL, resolve_model_name
 from model.continuous import ContinuousEngine, continuous_blocker, engine_for
+from model.drafting import CTC_HEAD_FILE
 from model.images import pixel_arrays
+from model.line_frames import CONFIG_KEY
 from model.shared_batches import SharedBatches, StaticEngine
 
-BUNDLED = "shardscribe/printed-lines"
 BLOCKS = [(0, 5), (5, 6), (6, 15), (15, 20), (20, 27)]  # blocks of unequal sizes
 SEEDS = list(range(1000, 1027))
+
+
+@pytest.fixture(scope="module")
+def padded_model(tmp_path_factory) -> str:
+    """The bundled model's weights as a model that reads every line padded to its input
+    width (the path of checkpoints without text frames, which continuous batching
+    serves): texts of realistic, varied lengths."""
+    path = tmp_path_factory.mktemp("padded")
+    shutil.copytree(resolve_model_name(DEFAULT_MODEL), path, dirs_exist_ok=True)
+    (path / CTC_HEAD_FILE).unlink(missing_ok=True)
+    config = json.loads((path / "config.json").read_text())
+    config.pop(CONFIG_KEY, None)
+    (path / "config.json").write_text(json.dumps(config))
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +71,8 @@ def _continuous(generator: TextGenerator, pixels: np.ndarray, batch_size: int, s
     ],
     ids=["greedy", "top-k", "top-p"],
 )
-def test_texts_and_scores_equal_generate_per_image(line_pixels, generation):
-    loaded = load_model(ModelSettings(name=BUNDLED))
+def test_texts_and_scores_equal_generate_per_image(padded_model, line_pixels, generation):
+    loaded = load_model(ModelSettings(name=padded_model))
     generator = TextGenerator(loaded, GenerationSettings(**generation), score=True)
     pixels = line_pixels(loaded)
     expected = _alone(generator, pixels)
@@ -79,10 +97,10 @@ def test_trocr_and_gpt2_decoders_with_a_prompt(request, line_pixels, fixture):
         assert [p.text for p in _continuous(generator, pixels, batch_size=4)] == expected
 
 
-def test_only_live_rows_are_computed(line_pixels):
+def test_only_live_rows_are_computed(padded_model, line_pixels):
     """Static batches compute ended rows until the longest text ends; the running set
     computes live rows only, and stays full while rows wait."""
-    loaded = load_model(ModelSettings(name=BUNDLED))
+    loaded = load_model(ModelSettings(name=padded_model))
     static = TextGenerator(loaded, GenerationSettings(max_new_tokens=64))
     pixels = line_pixels(loaded)
     SharedBatches(StaticEngine(static.predict, lambda: 8)).run(pixels, SEEDS)

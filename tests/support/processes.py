@@ -23,6 +23,7 @@ class ProcessInfo:
     command: str  # the command line, arguments joined by spaces
     cwd: str  # "" where it cannot be read
     cpu_s: float  # user + system, its reaped children's included
+    own_cpu_s: float  # user + system of the process alone
 
 
 def process_info(pid: int) -> ProcessInfo | None:
@@ -46,6 +47,7 @@ def process_info(pid: int) -> ProcessInfo | None:
         command=cmdline.replace(b"\0", b" ").decode(errors="replace").strip(),
         cwd=cwd,
         cpu_s=sum(int(ticks) for ticks in fields[11:15]) / CLOCK_TICKS,
+        own_cpu_s=sum(int(ticks) for ticks in fields[11:13]) / CLOCK_TICKS,
     )
 
 

@@ -6,11 +6,13 @@ import json
 import subprocess
 import sys
 
+from model.generation import TextGenerator
+from model.line_frames import uses_text_frames
 from model.loading import load_model
-from model.settings import ModelSettings
+from model.settings import GenerationSettings, ModelSettings
 
 
-def test_a_short_streamed_run_saves_a_model_that_run_loads(tmp_path):
+def test_a_short_streamed_run_saves_a_model_that_run_loads_and_reads_by_drafts(tmp_path):
     output = tmp_path / "model"
     command = [
         sys.executable, "-m", "pipeline.training.streamed", "--output", str(output),
@@ -26,3 +28,7 @@ def test_a_short_streamed_run_saves_a_model_that_run_loads(tmp_path):
     assert summary["throughput"]["steps_per_s"] > 0
     loaded = load_model(ModelSettings(name=str(output)))
     assert loaded.model.generation_config.max_new_tokens == 64
+    # a column-patch model trains on its text frames and ships the CTC head that drafts
+    assert uses_text_frames(loaded.model)
+    assert loaded.ctc_head is not None
+    assert TextGenerator(loaded, GenerationSettings()).drafts
