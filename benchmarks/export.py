@@ -25,13 +25,13 @@ import pyarrow as pa
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 
-from jobs.texts import word_list
-from pipeline.config import validate_config
-from pipeline.export.runner import ExportSettings, export_output
+from pipeline.config_loading import validate_config
+from pipeline.export.export_run import ExportSettings, export_output
 from pipeline.inputs.passthrough import encode_rows
 from pipeline.inputs.pdf import page_key
 from pipeline.output.commit import commit_shard, output_columns
 from pipeline.output.ledger import Ledger, run_settings
+from pipeline.synthetic.texts import word_list
 
 DPI = 200
 A4_PT = (595.28, 841.89)

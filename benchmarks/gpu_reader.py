@@ -1,7 +1,7 @@
 """The generation engine and checked drafts on one GPU, outside Ray: what `benchmarks/gpu.sh`
 runs on a lent machine that has torch and transformers but no Ray and no registry.
 
-Lines of 5-80 characters are drawn with Pillow's own font (`jobs.render`) and read by
+Lines of 5-80 characters are drawn with Pillow's own font (`pipeline.synthetic.drawing`) and read by
 each model in batches of `--batch-size`:
 
 - `static`: `TextGenerator.predict` a batch at a time (`generate`, or for a text-frame
@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from jobs.render import draw_line
-from jobs.texts import word_list
 from model import GenerationSettings, ModelSettings, TextGenerator, load_model
 from model.continuous import ContinuousEngine, continuous_blocker
 from model.images import pixel_arrays
 from model.line_frames import encode_lines
 from model.shared_batches import SharedBatches
 from model.tiny import SIZES, build_random_model
+from pipeline.synthetic.drawing import draw_line
+from pipeline.synthetic.texts import word_list
 
 
 def lines(count: int, seed: int) -> list:

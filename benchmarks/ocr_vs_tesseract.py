@@ -2,8 +2,9 @@
 
 The lines are text no training line came from (prose from Debian's licence and
 copyright files, plus numbers, dates, prices, phone numbers and codes made from
-held-out words) in font families held out of training (`jobs.fonts`), at 32-48 px,
-1-100 characters; each line clean (black on white) and scan-like (`jobs.synth.degrade`).
+held-out words) in font families held out of training (`pipeline.synthetic.fonts`), at 32-48 px,
+1-100 characters; each line clean (black on white) and scan-like
+(`pipeline.synthetic.lines.degrade`).
 Three harder cases come beside them, clean, one for every fourth text: `tall` (16-24 px
 text in a crop it fills 40-75 % of the height, at any offset, as hand-made crops are),
 `digits` (numbers, dates, prices and codes between held-out words) and `doubled` (prose
@@ -43,10 +44,14 @@ import torch
 from PIL import Image, ImageFont
 
 from benchmarks.harness import labelled, main, markdown_table, tesseract, timed
-from jobs.fonts import font_split, installed_families
-from jobs.render import draw_text
-from jobs.synth import degrade
-from jobs.texts import (
+from model.loading import load_model
+from model.metrics import ErrorCounts
+from model.settings import ModelSettings
+from pipeline.inputs.webdataset import write_tar
+from pipeline.synthetic.drawing import draw_text
+from pipeline.synthetic.fonts import font_split, installed_families
+from pipeline.synthetic.lines import degrade
+from pipeline.synthetic.texts import (
     evaluation_paragraphs,
     fill_line,
     numeric_line,
@@ -54,10 +59,6 @@ from jobs.texts import (
     structured_token,
     word_list,
 )
-from model.loading import load_model
-from model.metrics import ErrorCounts
-from model.settings import ModelSettings
-from pipeline.inputs.webdataset import write_tar
 from pipeline.training.objective import recognise
 
 SEED = 20261201

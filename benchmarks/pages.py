@@ -1,9 +1,9 @@
 """Page OCR against Tesseract: whole pages and PDFs, text in reading order.
 
 Pages carry text no training line came from (Debian's licence and copyright files) in
-font families held out of training (`jobs.fonts`), at 10-12 pt: one and two columns
+font families held out of training (`pipeline.synthetic.fonts`), at 10-12 pt: one and two columns
 with a title across them, rendered at 150 and 300 dpi, clean and scan-like
-(`jobs.synth.degrade`); plus PDFs written by fpdf2 with the fonts embedded (read
+(`pipeline.synthetic.lines.degrade`); plus PDFs written by fpdf2 with the fonts embedded (read
 through `--format pdf` at `input.pdf_dpi`). Every page is read by:
 
 - shardscribe, bare: `segment_lines` and batched `generate` in this process;
@@ -37,10 +37,6 @@ from fpdf import FPDF
 from PIL import Image, ImageFont
 
 from benchmarks.harness import labelled, main, print_table, run_sampled, tesseract, timed
-from jobs.fonts import font_split, installed_families
-from jobs.render import PageLayout, draw_page
-from jobs.synth import degrade
-from jobs.texts import evaluation_paragraphs
 from model.images import max_aspect_ratio
 from model.loading import load_model
 from model.metrics import ErrorCounts
@@ -48,6 +44,10 @@ from model.settings import ModelSettings
 from pipeline.inputs.pdf import PdfPages
 from pipeline.inputs.segmentation import segment_lines
 from pipeline.output.layout import LEDGER_DIR, RUNS_DIR
+from pipeline.synthetic.drawing import PageLayout, draw_page
+from pipeline.synthetic.fonts import font_split, installed_families
+from pipeline.synthetic.lines import degrade
+from pipeline.synthetic.texts import evaluation_paragraphs
 from pipeline.training.objective import recognise
 
 SEED = 20261202

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import process_role
-from jobs.bench import line_images
 from pipeline.inputs.webdataset import tar_bytes
+from pipeline.synthetic.demo_lines import line_images
 from tests.support.processes import all_processes, with_descendants
 
 DISTINCT_IMAGES = 64  # rendered once, repeated: throughput does not depend on the text
@@ -51,7 +51,7 @@ def write_input(uri: str, images: int, per_shard: int, storage_options: dict) ->
 
 
 def _config(input_uri: str, output_uri: str, model: str):
-    from pipeline.config import validate_config
+    from pipeline.config_loading import validate_config
 
     return validate_config(
         {

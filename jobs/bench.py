@@ -17,7 +17,6 @@ The pipeline runs first, so that the driver's peak RSS is the pipeline's own.
 
 from __future__ import annotations
 
-import io
 import json
 import platform
 import resource
@@ -34,17 +33,17 @@ import ray
 import torch
 import transformers
 
-from jobs.render import draw_line
-from jobs.samples import sample_lines
 from model import GenerationSettings, ModelSettings, TextGenerator, decode_image, load_model
 from model.engine_stats import EngineStats
 from model.images import pixel_arrays
 from model.tiny import SIZES, build_random_model
 from pipeline.cluster import prepare_ray_data
-from pipeline.config import JobConfig, StorageSettings, validate_config
-from pipeline.inputs.webdataset import tar_bytes
+from pipeline.config_loading import validate_config
+from pipeline.job_config import JobConfig
 from pipeline.run.runner import run_job
 from pipeline.storage import join, open_filesystem
+from pipeline.synthetic.demo_lines import line_images
+from pipeline.synthetic.line_shards import LineSample, write_line_shards
 
 
 @dataclass(frozen=True)
@@ -61,26 +60,12 @@ class BenchSettings:
     seed: int = 0
 
 
-def line_images(count: int, seed: int) -> list[bytes]:
-    """PNG text lines, different from each other, deterministic from the seed."""
-    images = []
-    for text in sample_lines(count, seed):
-        buffer = io.BytesIO()
-        draw_line(text).save(buffer, "PNG")
-        images.append(buffer.getvalue())
-    return images
+BENCH_SHARD_NAME = "part-{:05d}.tar"
 
 
-def write_shards(
-    images: list[bytes], uri: str, storage: StorageSettings, per_shard: int = 16
-) -> None:
-    """WebDataset tars of `per_shard` images each, under any fsspec URL."""
-    fs, root = open_filesystem(uri, storage)
-    fs.makedirs(root, exist_ok=True)
-    for start in range(0, len(images), per_shard):
-        chunk = images[start : start + per_shard]
-        members = [(f"{i:07d}.png", data) for i, data in enumerate(chunk, start)]
-        fs.pipe_file(join(root, f"part-{start // per_shard:05d}.tar"), tar_bytes(members))
+def image_samples(images: list[bytes]) -> list[LineSample]:
+    """The images as samples keyed by their index (`0000042`), without text."""
+    return [LineSample(f"{i:07d}", data) for i, data in enumerate(images)]
 
 
 def model_path(settings: BenchSettings) -> str:
@@ -207,7 +192,9 @@ def run_bench(settings: BenchSettings) -> dict[str, Any]:
     base = str(settings.workdir / run) if local else join(settings.storage, run)
     shards_uri = join(base, "shards")
     config = _job_config(settings, model, shards_uri, join(base, "output"))
-    write_shards(images, shards_uri, config.storage, settings.images_per_shard)
+    samples = image_samples(images)
+    sizes = [settings.images_per_shard]
+    write_line_shards(shards_uri, samples, sizes, config.storage, BENCH_SHARD_NAME)
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
@@ -263,49 +250,3 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
-
-
-def format_table(result: dict[str, Any]) -> str:
-    rows = [
-        ("naive", result["naive_ips"], "per image: processor + generate"),
-        ("bare", result["bare_ips"], "batched generate on prepared pixels (the limit)"),
-        ("cold bare", result["cold_bare_ips"], "a fresh script: imports, load, batches"),
-        ("pipeline", result["pipeline_ips"], "shards -> committed Parquet"),
-    ]
-    lines = [
-        f"{result['model']} model, {result['images']} images, batch {result['batch_size']}, "
-        f"{result['num_beams']} beam(s), {result['max_new_tokens']} new tokens, "
-        f"{result['device']} {result['dtype']}",
-        f"{'mode':9} {'images/s':>9}",
-        *(f"{name:9} {ips:>9.2f}  {what}" for name, ips, what in rows),
-        f"pipeline start-up {result['pipeline_startup_s']:.1f}s (first shard committed), "
-        f"steady {result['pipeline_steady_ips'] or 0:.2f} images/s after it",
-        _steps("pipeline", result["pipeline_startup_steps_s"]),
-        f"cold bare start-up {result['cold_bare_startup_s']:.1f}s (first batch generated)",
-        _steps("cold bare", result["cold_bare_startup_steps_s"]),
-        f"pipeline / bare = {result['pipeline_vs_bare']:.2f} "
-        f"(steady: {result['pipeline_steady_vs_bare'] or 0:.2f}), "
-        f"pipeline / cold bare = {result['pipeline_vs_cold_bare']:.2f}, "
-        f"bare / naive = {result['bare_vs_naive']:.2f}",
-        f"pipeline texts equal bare: {result['pipeline_equals_bare']}, "
-        f"cold bare: {result['pipeline_equals_cold_bare']}, "
-        f"driver peak RSS {result['driver_peak_rss_mb']:.0f} MB",
-    ]
-    return "\n".join(lines)
-
-
-def _steps(mode: str, steps: dict[str, float]) -> str:
-    return f"{mode} start-up steps (s from the start): " + ", ".join(
-        f"{step} {s:.1f}" for step, s in steps.items()
-    )
-
-
-def print_result(result: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result))
-    elif result.get("workload") == "mixed":
-        from jobs.bench_mixed import format_mixed
-
-        print(format_mixed(result))
-    else:
-        print(format_table(result))

@@ -15,20 +15,19 @@ static, continuous, continuous, static, so warm worker processes favour neither.
 
 from __future__ import annotations
 
-import io
 import random
 import uuid
 from typing import Any
 
 import ray
 
-from jobs.bench import BenchSettings, model_path, time_pipeline
-from jobs.render import draw_line
-from jobs.texts import evaluation_paragraphs, prose_line
+from jobs.bench import BENCH_SHARD_NAME, BenchSettings, image_samples, model_path, time_pipeline
 from model.engine_stats import EngineStats
-from pipeline.config import validate_config
-from pipeline.inputs.webdataset import tar_bytes
-from pipeline.storage import join, open_filesystem
+from pipeline.config_loading import validate_config
+from pipeline.storage import join
+from pipeline.synthetic.drawing import line_png
+from pipeline.synthetic.line_shards import write_line_shards
+from pipeline.synthetic.texts import evaluation_paragraphs, prose_line
 
 SHARD_SIZES = (5, 5, 5, 5, 40)  # small shards beside large ones, in turn
 MAX_CHARS = 80
@@ -42,31 +41,10 @@ def mixed_lines(count: int, seed: int) -> list[str]:
     return [prose_line(paragraphs, rng, rng.randint(1, MAX_CHARS)) for _ in range(count)]
 
 
-def write_mixed_shards(images: list[bytes], uri: str, storage) -> list[int]:
-    """WebDataset tars of `SHARD_SIZES` images in turn (the last one may be short);
-    returns the sizes written."""
-    fs, root = open_filesystem(uri, storage)
-    fs.makedirs(root, exist_ok=True)
-    sizes, start = [], 0
-    while start < len(images):
-        chunk = images[start : start + SHARD_SIZES[len(sizes) % len(SHARD_SIZES)]]
-        members = [(f"{i:07d}.png", data) for i, data in enumerate(chunk, start)]
-        fs.pipe_file(join(root, f"part-{len(sizes):05d}.tar"), tar_bytes(members))
-        sizes.append(len(chunk))
-        start += len(chunk)
-    return sizes
-
-
-def _png(text: str) -> bytes:
-    buffer = io.BytesIO()
-    draw_line(text).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def run_mixed_bench(settings: BenchSettings) -> dict[str, Any]:
     settings.workdir.mkdir(parents=True, exist_ok=True)
     model = model_path(settings)
-    images = [_png(text) for text in mixed_lines(settings.images, settings.seed)]
+    images = [line_png(text) for text in mixed_lines(settings.images, settings.seed)]
     base = str(settings.workdir / f"mixed-{uuid.uuid4().hex[:8]}")
     shards_uri = join(base, "shards")
 
@@ -86,7 +64,10 @@ def run_mixed_bench(settings: BenchSettings) -> dict[str, Any]:
             }
         )
 
-    sizes = write_mixed_shards(images, shards_uri, config("static", 0).storage)
+    storage = config("static", 0).storage
+    shards = write_line_shards(
+        shards_uri, image_samples(images), SHARD_SIZES, storage, BENCH_SHARD_NAME
+    )
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
     seconds = dict.fromkeys(MODES, 0.0)
@@ -105,7 +86,7 @@ def run_mixed_bench(settings: BenchSettings) -> dict[str, Any]:
         "workload": "mixed",
         "model": settings.model,
         "images": n,
-        "shards": len(sizes),
+        "shards": len(shards),
         "shard_sizes": sorted(set(SHARD_SIZES)),
         "batch_size": settings.batch_size,
         "max_new_tokens": settings.max_new_tokens,
@@ -115,21 +96,3 @@ def run_mixed_bench(settings: BenchSettings) -> dict[str, Any]:
         "texts_equal": texts["continuous"] == texts["static"],
         "cpus": ray.cluster_resources().get("CPU", 0),
     }
-
-
-def format_mixed(result: dict[str, Any]) -> str:
-    columns = ("ips", "occupancy", "rows_per_step", "rows_per_encoder_call")
-    lines = [
-        f"mixed lines of 1-{MAX_CHARS} characters, {result['images']} images in shards of "
-        f"{' and '.join(map(str, result['shard_sizes']))}, batch {result['batch_size']}, "
-        f"model {result['model']}",
-        f"{'batching':11}" + "".join(f"{name:>23}" for name in columns),
-    ]
-    for mode in MODES:
-        lines.append(f"{mode:11}" + "".join(f"{result[mode][c] or 0:>23}" for c in columns))
-    lines.append(
-        f"continuous / static = {result['continuous_vs_static']:.2f}, texts equal: "
-        f"{result['texts_equal']}, pixel bytes per image: "
-        f"{result['continuous']['pixel_bytes_per_image']:.0f}"
-    )
-    return "\n".join(lines)

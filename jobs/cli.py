@@ -18,18 +18,16 @@ from typing import NoReturn
 
 from jobs.flags import add_config_flags, overrides_from
 from model.bundled import DEFAULT_MODEL
-from model.errors import ModelLoadError
-from pipeline.config import (
-    JobConfig,
-    RetrySettings,
-    StorageSettings,
+from model.load_error import ModelLoadError
+from pipeline.config_loading import (
     merge_overrides,
     merge_sections,
     read_config_file,
     validate_config,
 )
-from pipeline.errors import ConfigError, InputError, OutputBusyError, OutputConflictError
-from pipeline.training.config import TrainConfig
+from pipeline.exceptions import ConfigError, InputError, OutputBusyError, OutputConflictError
+from pipeline.job_config import JobConfig, RetrySettings, StorageSettings
+from pipeline.training.train_config import TrainConfig
 
 log = logging.getLogger("shardscribe")
 summary_log = logging.getLogger("shardscribe.summary")  # shown even with --quiet
@@ -423,7 +421,7 @@ def _preview(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from pipeline.export.runner import ExportInterrupted, ExportSettings, export_output
+    from pipeline.export.export_run import ExportInterrupted, ExportSettings, export_output
 
     try:
         settings = ExportSettings(
@@ -468,7 +466,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from jobs.synth import SynthSettings, write_synth_shards
+    from pipeline.synthetic.lines import SynthSettings, write_synth_shards
 
     settings = SynthSettings(
         lines=args.lines,
@@ -508,8 +506,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from jobs.bench import BenchSettings, print_result, run_bench
+    from jobs.bench import BenchSettings, run_bench
     from jobs.bench_mixed import run_mixed_bench
+    from jobs.bench_report import print_result
 
     mixed = args.workload == "mixed"
     settings = BenchSettings(

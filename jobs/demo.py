@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from jobs.samples import write_sample_shards
 from model.bundled import DEFAULT_MODEL
 from model.metrics import cer
-from pipeline.config import validate_config
+from pipeline.config_loading import validate_config
 from pipeline.output.status import format_status, output_status
 from pipeline.run.runner import run_job
+from pipeline.synthetic.demo_lines import write_sample_shards
 
 log = logging.getLogger(__name__)
 

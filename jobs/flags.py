@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from pipeline.config import JobConfig
+from pipeline.job_config import JobConfig
 
 # Fields whose flag is the section's name (--input URI, --output URI, --model NAME).
 _SECTION_FLAGS = {("input", "uri"), ("output", "uri"), ("model", "name")}

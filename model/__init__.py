@@ -17,7 +17,7 @@ _HOMES = {
     "LoadedModel": "model.loading",
     "check_model": "model.checking",
     "load_model": "model.loading",
-    "ModelLoadError": "model.errors",
+    "ModelLoadError": "model.load_error",
     "TextGenerator": "model.generation",
     "row_seed": "model.settings",
     "build_tiny_model": "model.tiny",

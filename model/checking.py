@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import AutoConfig
 
-from model.errors import ModelLoadError
+from model.load_error import ModelLoadError
 from model.processors import hub_kwargs, load_error, load_processors
 from model.settings import ModelSettings
 

@@ -12,8 +12,8 @@ from transformers import PreTrainedTokenizerBase, VisionEncoderDecoderModel
 
 from model.checking import check_special_tokens
 from model.drafting import load_ctc_head
-from model.errors import ModelLoadError
 from model.line_frames import uses_text_frames
+from model.load_error import ModelLoadError
 from model.pixels import processor_value_table
 from model.processors import hub_kwargs, load_error, load_processors
 from model.settings import ModelSettings

@@ -7,7 +7,7 @@ from typing import Any
 
 from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
-from model.errors import ModelLoadError
+from model.load_error import ModelLoadError
 from model.settings import ModelSettings
 
 

@@ -1,7 +1,7 @@
 """Settings that decide which model runs and how it generates.
 
 They live in `model/` so that the model code can be used without the pipeline;
-`pipeline.config.JobConfig` nests them.
+`pipeline.job_config.JobConfig` nests them.
 """
 
 from __future__ import annotations

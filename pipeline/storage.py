@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.config import StorageSettings
-from pipeline.errors import StorageAccessError
+from pipeline.exceptions import StorageAccessError
+from pipeline.job_config import StorageSettings
 
 
 def storage_options(url: str, settings: StorageSettings) -> dict[str, Any]:

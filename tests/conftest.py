@@ -7,7 +7,8 @@ import pytest
 import ray
 
 from model import build_tiny_model
-from pipeline.config import JobConfig, validate_config
+from pipeline.config_loading import validate_config
+from pipeline.job_config import JobConfig
 from tests.support.reference import Reference
 
 

@@ -3,7 +3,7 @@
 import pyarrow.dataset as ds
 import ray
 
-from pipeline.config import validate_config
+from pipeline.config_loading import validate_config
 from pipeline.run.runner import run_job
 
 config = validate_config(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from pipeline.export.pages import PageText
+from pipeline.export.committed_pages import PageText
 from pipeline.export.words import Word, line_confidence, split_words
 
 ALTO = "http://www.loc.gov/standards/alto/ns-v4#"

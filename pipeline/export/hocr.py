@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from pipeline.export.pages import PageText
+from pipeline.export.committed_pages import PageText
 from pipeline.export.words import line_confidence, split_words
 
 XHTML = "http://www.w3.org/1999/xhtml"

@@ -22,8 +22,8 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image
 
 from model.images import ImageDecodeError
-from pipeline.config import TextLayerUse
-from pipeline.errors import ShardReadError
+from pipeline.exceptions import ShardReadError
+from pipeline.job_config import TextLayerUse
 
 POINTS_PER_INCH = 72
 OwnText = Literal["visible", "invisible", "none"]

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import ShardReadError
+from pipeline.exceptions import ShardReadError
 from pipeline.inputs.pdf import PdfPages, page_key
 from pipeline.inputs.shards import IMAGE_EXTENSIONS, Shard
 from pipeline.storage import open_listed

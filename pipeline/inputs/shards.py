@@ -11,9 +11,9 @@ from urllib.parse import unquote
 
 import fsspec
 
-from pipeline.config import InputSettings
-from pipeline.errors import InputError
+from pipeline.exceptions import InputError
 from pipeline.inputs.stamps import listed_stamp
+from pipeline.job_config import InputSettings
 from pipeline.storage import storage_access
 
 IMAGE_EXTENSIONS = frozenset(

@@ -11,8 +11,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import JobConfig
 from pipeline.inputs.passthrough import decode_rows
+from pipeline.job_config import JobConfig
 from pipeline.output.layout import (
     FINGERPRINT_KEY,
     INPUTS_KEY,

@@ -21,7 +21,7 @@ from typing import Any
 
 import fsspec
 
-from pipeline.errors import OutputBusyError
+from pipeline.exceptions import OutputBusyError
 from pipeline.output.layout import LEASE_FILE, LEDGER_DIR
 from pipeline.storage import join, write_atomically
 

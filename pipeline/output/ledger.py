@@ -16,9 +16,9 @@ from typing import Any
 
 import fsspec
 
-from pipeline.config import JobConfig, output_settings
-from pipeline.errors import OutputConflictError
+from pipeline.exceptions import OutputConflictError
 from pipeline.failures import Failure
+from pipeline.job_config import JobConfig, output_settings
 from pipeline.output.layout import (
     FAILED_DIR,
     LEASE_FILE,
@@ -39,7 +39,7 @@ def new_run_id() -> str:
 
 def run_settings(config: JobConfig, model_identity: str, reads_pdf: bool = False) -> dict[str, Any]:
     """What the output's fingerprint is made of: the settings that decide what its rows
-    contain (`pipeline.config.OUTPUT_FIELDS`), the model's identity, the schema version."""
+    contain (`pipeline.job_config.OUTPUT_FIELDS`), the model's identity, the schema version."""
     settings = output_settings(config, reads_pdf) | {"schema_version": SCHEMA_VERSION}
     settings["model"]["identity"] = model_identity
     return settings

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 import fsspec
 import pyarrow.parquet as pq
 
-from pipeline.errors import InputError
+from pipeline.exceptions import InputError
 from pipeline.inputs.shards import Shard
 from pipeline.output.layout import LEDGER_DIR, ROW_ERRORS_KEY
 from pipeline.storage import join

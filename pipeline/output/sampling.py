@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from model.images import ImageDecodeError, decode_image
-from pipeline.config import InputSettings, StorageSettings
-from pipeline.errors import ConfigError, ShardReadError
+from pipeline.exceptions import ConfigError, ShardReadError
 from pipeline.inputs.readers import SourceRows, read_source_rows
 from pipeline.inputs.shards import Shard, discover_shards
+from pipeline.job_config import InputSettings, StorageSettings
 from pipeline.output.commit import BASE_SCHEMA
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files, footer_counts, not_an_output

@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pipeline.config import StorageSettings
+from pipeline.job_config import StorageSettings
 from pipeline.output.counts import read_counts
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files, footer_counts, not_an_output

@@ -6,13 +6,13 @@ import time
 from typing import Any
 
 from pipeline.failures import Failure, FailureClass
-from pipeline.run.pages import merge_parts
+from pipeline.run.page_assembly import merge_parts
 
 
 class ShardAssembler:
     """Rows are keyed by their item's index in the shard and their part, so a row
     delivered twice (a retried Ray task) is stored once: exactly one output row per
-    input item, made from all of its parts (`pipeline.run.pages`)."""
+    input item, made from all of its parts (`pipeline.run.page_assembly`)."""
 
     def __init__(self, shard_ids: set[str]):
         self.waiting = set(shard_ids)

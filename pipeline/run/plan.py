@@ -14,8 +14,8 @@ from ray.data import ActorPoolStrategy, Dataset
 from ray.util.annotations import RayDeprecationWarning
 
 from pipeline.cluster import shared_cpu_threads
-from pipeline.config import ComputeSettings, JobConfig
 from pipeline.inputs.shards import Shard
+from pipeline.job_config import ComputeSettings, JobConfig
 from pipeline.run.reading import read_and_preprocess
 from pipeline.run.stages import GenerationStage
 

@@ -26,14 +26,14 @@ from model.images import (
 )
 from model.pixels import pixel_codes, recipe_from_file
 from model.settings import ModelSettings
-from pipeline.config import InputSettings, StorageSettings
-from pipeline.errors import ShardReadError
+from pipeline.exceptions import ShardReadError
 from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.passthrough import encode_rows
 from pipeline.inputs.pdf import TextLayer
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.segmentation import segment_lines
 from pipeline.inputs.shards import Shard
+from pipeline.job_config import InputSettings, StorageSettings
 from pipeline.run.rows import COMMON_FIELDS, item_row, marker_row, needs_model, row_error
 from pipeline.storage import is_retryable, open_filesystem
 

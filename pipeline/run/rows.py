@@ -40,7 +40,13 @@ COMMON_NAMES = [field.name for field in COMMON_FIELDS]
 # What the actor's model computed since its last block, on the first row of a block (the
 # driver adds them up into the run's figures; they are not part of the output).
 ENGINE_STATS = pa.field(
-    "engine_stats", pa.struct([pa.field(f.name, pa.int64()) for f in fields(EngineStats)])
+    "engine_stats",
+    pa.struct(
+        [
+            pa.field(f.name, pa.float64() if f.type in (float, "float") else pa.int64())
+            for f in fields(EngineStats)
+        ]
+    ),
 )
 # When an actor reached each step of its start-up (seconds since the epoch), on the
 # first row it returns: the driver puts them beside its own start-up steps.

@@ -11,21 +11,21 @@ from dataclasses import dataclass, field
 from ray.data.exceptions import ExecutionTimeoutError
 
 from model.engine_stats import EngineStats
-from model.errors import ModelLoadError
+from model.load_error import ModelLoadError
 from model.settings import ModelSettings
 from pipeline.cluster import connect_ray, prepare_ray_data
-from pipeline.config import JobConfig
-from pipeline.errors import OutputBusyError
+from pipeline.exceptions import OutputBusyError
 from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.inputs.stamps import shard_stamps
+from pipeline.job_config import JobConfig
 from pipeline.output.commit import commit_shard, output_columns
 from pipeline.output.counts import CountsLog
 from pipeline.output.lease import OutputLease
 from pipeline.output.ledger import Ledger, new_run_id, run_settings
 from pipeline.output.listing import split_committed
 from pipeline.run.assembler import ShardAssembler
-from pipeline.run.commits import CommitQueue
+from pipeline.run.commit_queue import CommitQueue
 from pipeline.run.interrupts import RunInterrupted, Stop, StopRequest, stop_on_signals
 from pipeline.run.plan import ActorResources, actor_resources, build_plan
 from pipeline.run.progress import Progress, rate_text

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from model.errors import ModelLoadError
+from model.load_error import ModelLoadError
 from model.settings import row_seed
 from pipeline.failures import FailureClass
 from pipeline.run.rows import (

@@ -12,8 +12,8 @@ import pyarrow.fs
 import ray.train
 
 from pipeline.storage import is_local, open_filesystem
-from pipeline.training.config import TrainConfig
 from pipeline.training.objective import OCRTrainingModule, load_state, save_state
+from pipeline.training.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 

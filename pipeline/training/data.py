@@ -20,13 +20,13 @@ import ray
 from ray.data._internal.execution.execution_callback import ExecutionCallback
 
 from model.images import ImageDecodeError, decode_image, pixel_arrays
-from pipeline.errors import InputError
+from pipeline.exceptions import InputError
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import Shard, discover_shards
 from pipeline.storage import open_filesystem
 from pipeline.training.build import load_processors_for
-from pipeline.training.config import TrainConfig
 from pipeline.training.objective import encode_labels
+from pipeline.training.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 256  # rows per block out of a shard, so pixels stream instead of piling up

@@ -7,8 +7,8 @@ import ray.train
 import torch
 
 from model.metrics import ErrorCounts
-from pipeline.training.config import TrainConfig
 from pipeline.training.objective import IGNORE_INDEX, OCRTrainingModule, recognise, trim_labels
+from pipeline.training.train_config import TrainConfig
 
 
 @torch.no_grad()

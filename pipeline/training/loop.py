@@ -24,7 +24,6 @@ from pipeline.cluster import connect_ray, shared_cpu_threads
 from pipeline.storage import absolute_url
 from pipeline.training.build import build_model
 from pipeline.training.checkpoints import report, resume, run_config
-from pipeline.training.config import TrainConfig
 from pipeline.training.data import count_examples, examples_dataset, split_shards
 from pipeline.training.evaluation import evaluate
 from pipeline.training.objective import (
@@ -35,6 +34,7 @@ from pipeline.training.objective import (
     trim_labels,
 )
 from pipeline.training.saving import save_model, throughput
+from pipeline.training.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 

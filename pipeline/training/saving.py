@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from model.drafting import save_ctc_head
-from pipeline.config import StorageSettings
+from pipeline.job_config import StorageSettings
 from pipeline.storage import open_filesystem
 
 log = logging.getLogger(__name__)

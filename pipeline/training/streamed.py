@@ -1,11 +1,12 @@
-"""`python -m pipeline.training.streamed`: train on lines rendered while the model trains.
+"""The streamed trainer (`python -m jobs.train_streamed`): train on lines rendered while
+the model trains.
 
 For one machine with a GPU, many cores and no Ray, where rendering lines costs less
 than storing them (the bundled model's GPU recipe): DataLoader worker processes render
-lines as `shardscribe synth` does (`jobs.synth`: lines drawn alone and lines cut by the
-segmenter from printed pages) and turn them into pixels and labels; the model learns
-from them as they come, with `shardscribe train`'s objective, warm start, CTC warm-up
-and clipping. When rendering falls behind the GPU, a step replays a recent batch
+lines as `shardscribe synth` does (`pipeline.synthetic.lines`: lines drawn alone and
+lines cut by the segmenter from printed pages) and turn them into pixels and labels;
+the model learns from them as they come, with `shardscribe train`'s objective, warm
+start, CTC warm-up and clipping. When rendering falls behind the GPU, a step replays a recent batch
 instead of waiting. The schedule runs on the clock (linear warmup, then a cosine to
 zero at `--minutes`), so a run fits the time it is given. Only the model is written:
 `save_pretrained` at the output every `--save-every-minutes` and at the end.
@@ -13,7 +14,6 @@ zero at `--minutes`), so a run fits the time it is given. Only the model is writ
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import queue
@@ -29,11 +29,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from jobs.synth import SynthSettings, font_choices, page_lines, rendered_lines
-from jobs.texts import word_list
 from model.images import pixel_arrays
 from model.pixels import pixel_values, recipe_from_file
-from pipeline.config import StorageSettings
+from pipeline.job_config import StorageSettings
+from pipeline.synthetic.lines import SynthSettings, font_choices, page_lines, rendered_lines
+from pipeline.synthetic.texts import word_list
 from pipeline.training.build import build_model
 from pipeline.training.objective import (
     OCRTrainingModule,
@@ -226,32 +226,3 @@ def _save(
         module.ctc_head,
     )  # fmt: skip
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", required=True, help="where the model is saved")
-    parser.add_argument("--init-from", help="warm start from this checkpoint")
-    parser.add_argument("--encoder", default="vit-line-long")
-    parser.add_argument("--decoder", default="trocr-char-small")
-    parser.add_argument("--minutes", type=float, default=60)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--warmup-steps", type=int, default=200)
-    parser.add_argument("--ctc-weight", type=float, default=0.4)
-    parser.add_argument("--ctc-warmup-steps", type=int, default=200)
-    parser.add_argument("--max-target-tokens", type=int, default=126)
-    parser.add_argument("--workers", type=int, default=8, help="rendering processes")
-    parser.add_argument("--replay", type=int, default=64)
-    parser.add_argument("--save-every-minutes", type=float, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--page-lines", type=float, default=0.1)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = train(StreamSettings(**vars(args)))
-    log.info("saved %s after %d steps", args.output, summary["steps"])
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,8 +16,8 @@ import pytest
 from jobs import reference
 from jobs.cli import build_parser, load_job_config, preset_names
 from jobs.flags import overrides_from
-from pipeline.config import merge_overrides, validate_config
-from pipeline.training.config import TrainConfig
+from pipeline.config_loading import merge_overrides, validate_config
+from pipeline.training.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -155,7 +155,7 @@ def test_examples_are_shown_as_their_files_are():
 def test_the_python_example_runs(tmp_path):
     """The README's Python example, as a user runs it after `shardscribe demo`: the
     bundled model on the demo's shards, a local Ray, no network."""
-    from jobs.demo import write_sample_shards  # the demo's own input
+    from pipeline.synthetic.demo_lines import write_sample_shards  # the demo's own input
 
     write_sample_shards(tmp_path / "shardscribe-demo" / "input")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}

@@ -28,11 +28,11 @@ from pdfminer.high_level import extract_text
 from PIL import ExifTags, Image, ImageDraw, ImageFont, ImageOps
 
 from jobs.cli import main
-from jobs.samples import sample_lines
 from model.bundled import DEFAULT_MODEL
-from pipeline.export.runner import ExportSettings, export_output
+from pipeline.export.export_run import ExportSettings, export_output
 from pipeline.export.words import split_words
 from pipeline.run.runner import run_job
+from pipeline.synthetic.demo_lines import sample_lines
 from tests.conftest import job_config
 from tests.support.data import write_pdf
 from tests.support.flaky_proxy import flaky_proxy

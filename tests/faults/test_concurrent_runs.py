@@ -14,7 +14,7 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import OutputBusyError
+from pipeline.exceptions import OutputBusyError
 from pipeline.output.lease import OutputLease
 from tests.support.data import sample_images, webdataset_members, write_tar
 

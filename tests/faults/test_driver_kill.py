@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import StorageSettings
+from pipeline.job_config import StorageSettings
 from pipeline.output.status import failure_records
 from tests.support.processes import still_running
 from tests.support.soak import (

@@ -6,12 +6,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from model.images import ImageDecodeError
-from pipeline.config import InputSettings
-from pipeline.errors import ShardReadError
+from pipeline.exceptions import ShardReadError
 from pipeline.inputs.passthrough import decode_rows, encode_rows
 from pipeline.inputs.pdf import TextLayer, page_own_text
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import discover_shards
+from pipeline.job_config import InputSettings
 from tests.support.data import write_pdf
 from tests.support.pdfs import Digital, Scan, write_document
 

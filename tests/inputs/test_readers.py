@@ -6,11 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import InputSettings
-from pipeline.errors import ShardReadError
+from pipeline.exceptions import ShardReadError
 from pipeline.inputs.passthrough import decode_rows, encode_rows
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import Shard
+from pipeline.job_config import InputSettings
 from tests.support.data import sample_images, webdataset_members, write_parquet, write_tar
 
 fs = fsspec.filesystem("file")

@@ -9,9 +9,9 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import InputSettings, StorageSettings
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import discover_shards
+from pipeline.job_config import InputSettings, StorageSettings
 from pipeline.output.lease import OutputLease
 from pipeline.output.status import output_status
 from pipeline.run.runner import run_job

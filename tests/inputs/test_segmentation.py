@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from jobs.render import PageLayout, draw_page, draw_text
 from pipeline.inputs.segmentation import segment_lines
+from pipeline.synthetic.drawing import PageLayout, draw_page, draw_text
 
 FONT = ImageFont.load_default(size=22)
 WORDS = (

@@ -1,9 +1,9 @@
 import fsspec
 import pytest
 
-from pipeline.config import InputSettings
-from pipeline.errors import InputError
+from pipeline.exceptions import InputError
 from pipeline.inputs.shards import discover_shards, shard_id
+from pipeline.job_config import InputSettings
 
 fs = fsspec.filesystem("file")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jobs.bench import format_table
+from jobs.bench_report import format_table
 from pipeline.run.runner import STARTUP_STEPS
 from tests.support.cli import shardscribe
 

@@ -4,8 +4,9 @@ import pytest
 
 from jobs.cli import build_parser, load_job_config, preset_names
 from jobs.flags import flag_table
-from pipeline.config import JobConfig, validate_config
-from pipeline.errors import ConfigError
+from pipeline.config_loading import validate_config
+from pipeline.exceptions import ConfigError
+from pipeline.job_config import JobConfig
 
 BASE = {"input": {"uri": "in"}, "output": {"uri": "out"}, "model": {"name": "m"}}
 

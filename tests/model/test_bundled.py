@@ -8,11 +8,11 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.samples import write_sample_shards
 from model.bundled import DEFAULT_MODEL, bundled_models
 from model.metrics import cer
-from pipeline.config import validate_config
-from pipeline.errors import ConfigError
+from pipeline.config_loading import validate_config
+from pipeline.exceptions import ConfigError
+from pipeline.synthetic.demo_lines import write_sample_shards
 from tests.support.cli import shardscribe
 
 # Measured on the demo's 24 lines: CER 1.5 % (three lines with a letter or digit dropped); the

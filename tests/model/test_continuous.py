@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from jobs.bench import line_images
 from model import GenerationSettings, ModelSettings, TextGenerator, decode_image, load_model
 from model.bundled import DEFAULT_MODEL, resolve_model_name
 from model.continuous import ContinuousEngine, continuous_blocker, engine_for
@@ -19,6 +18,7 @@ from model.drafting import CTC_HEAD_FILE
 from model.images import pixel_arrays
 from model.line_frames import CONFIG_KEY
 from model.shared_batches import SharedBatches, StaticEngine
+from pipeline.synthetic.demo_lines import line_images
 
 BLOCKS = [(0, 5), (5, 6), (6, 15), (15, 20), (20, 27)]  # blocks of unequal sizes
 SEEDS = list(range(1000, 1027))

@@ -13,7 +13,7 @@ from transformers import VisionEncoderDecoderModel
 from model import GenerationSettings, ModelSettings, TextGenerator, load_model, pixel_arrays
 from model.choices import ChoiceScorer
 from model.images import decode_image
-from pipeline.errors import ConfigError
+from pipeline.exceptions import ConfigError
 from pipeline.run.runner import run_job
 from tests.conftest import job_config
 from tests.support.data import sample_images, webdataset_members, write_tar

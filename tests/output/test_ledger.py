@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model import check_model
-from pipeline.config import FREE_FIELDS, OUTPUT_FIELDS, JobConfig
+from pipeline.job_config import FREE_FIELDS, OUTPUT_FIELDS, JobConfig
 from pipeline.output.ledger import fingerprint_of, run_settings
 from pipeline.output.status import format_failures
 from tests.conftest import job_config
@@ -72,7 +72,7 @@ def test_every_job_setting_either_changes_the_output_or_may_change_freely():
     output = {(s, name) for s, names in OUTPUT_FIELDS.items() for name in names}
     free = {(s, name) for s, names in FREE_FIELDS.items() for name in names}
     assert not output & free
-    assert fields - output - free == set(), "classify these in pipeline/config.py"
+    assert fields - output - free == set(), "classify these in pipeline/job_config.py"
     assert (output | free) - fields == set(), "these are no fields of the job config"
 
 

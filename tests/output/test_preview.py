@@ -23,7 +23,7 @@ from PIL import Image
 
 from jobs.cli import main
 from jobs.preview import diff_markup, render_page, sheet_size
-from pipeline.config import StorageSettings
+from pipeline.job_config import StorageSettings
 from pipeline.output.commit import commit_shard
 from pipeline.output.sampling import preview_rows, sample_rows
 from pipeline.run.runner import run_job

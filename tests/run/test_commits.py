@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from pipeline.run.commits import CommitQueue
+from pipeline.run.commit_queue import CommitQueue
 
 
 def test_every_shard_is_committed_once_and_at_most_the_limit_wait():

@@ -3,16 +3,14 @@ reading order, equal to `generate` on each line; bad PDFs and pages; text layers
 
 from __future__ import annotations
 
-import io
-
 import pyarrow.parquet as pq
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageFont
 
-from jobs.render import PageLayout, draw_page
 from pipeline.inputs.segmentation import segment_lines
 from pipeline.run.runner import run_job
+from pipeline.synthetic.drawing import PageLayout, draw_page, png_bytes
 from tests.conftest import job_config
 from tests.support.data import write_pdf, write_tar
 
@@ -21,18 +19,12 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 PAGES = ["Invoice 2026-0042\nTotal due: 118.00 EUR\nPaid by transfer", "", "Page three\nsigned"]
 
 
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def _expected(page: Image.Image, reference) -> tuple[str, list[dict]]:
     """What the page should read as: each line `generate` alone, in reading order."""
     lines = []
     for line in segment_lines(page):
         x0, y0, x1, y1 = line.box
-        text = reference.text(_png(line.crop), max_new_tokens=12)
+        text = reference.text(png_bytes(line.crop), max_new_tokens=12)
         lines.append({"x0": x0, "y0": y0, "x1": x1, "y1": y1, "text": text})
     return "\n".join(line["text"] for line in lines), lines
 
@@ -119,7 +111,7 @@ def test_page_images_two_columns_are_read_in_order_with_line_scores(
     font = ImageFont.load_default(size=20)
     layout = PageLayout(width=900, height=500, margin=40, columns=2, gutter=60)
     page, printed = draw_page("words in two columns " * 40, font, layout, title="Title")
-    write_tar(tmp_path / "in" / "pages.tar", {"p1.png": _png(page), "p1.txt": b"reference"})
+    write_tar(tmp_path / "in" / "pages.tar", {"p1.png": png_bytes(page), "p1.txt": b"reference"})
     config = job_config(
         tmp_path / "in",
         tmp_path / "out",

@@ -12,7 +12,7 @@ import pytest
 
 from model import ModelLoadError
 from model.architectures import Encoder
-from pipeline.errors import OutputConflictError
+from pipeline.exceptions import OutputConflictError
 from pipeline.output.status import output_status
 from pipeline.run.runner import run_job
 from pipeline.training.build import build_model

@@ -1,4 +1,4 @@
-"""`python -m pipeline.training.streamed`: training on lines rendered while it trains."""
+"""`python -m jobs.train_streamed`: training on lines rendered while it trains."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from model.settings import GenerationSettings, ModelSettings
 def test_a_short_streamed_run_saves_a_model_that_run_loads_and_reads_by_drafts(tmp_path):
     output = tmp_path / "model"
     command = [
-        sys.executable, "-m", "pipeline.training.streamed", "--output", str(output),
+        sys.executable, "-m", "jobs.train_streamed", "--output", str(output),
         "--encoder", "vit-line-tiny", "--decoder", "trocr-char-tiny", "--minutes", "0.25",
         "--batch-size", "8", "--workers", "1", "--page-lines", "0.5", "--ctc-weight", "0.5",
         "--max-target-tokens", "64", "--save-every-minutes", "0.1",

@@ -9,15 +9,20 @@ import tarfile
 
 from PIL import Image, ImageFont
 
-from jobs.fonts import HELDOUT_FAMILIES, font_split, installed_families, is_heldout
-from jobs.synth import (
+from pipeline.synthetic.fonts import HELDOUT_FAMILIES, font_split, installed_families, is_heldout
+from pipeline.synthetic.lines import (
     SynthSettings,
     degrade,
     font_choices,
     render_text,
     write_synth_shards,
 )
-from jobs.texts import docstring_paragraphs, evaluation_paragraphs, training_line, word_list
+from pipeline.synthetic.texts import (
+    docstring_paragraphs,
+    evaluation_paragraphs,
+    training_line,
+    word_list,
+)
 from tests.support.cli import shardscribe
 
 

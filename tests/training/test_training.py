@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from jobs.synth import SynthSettings, write_synth_shards
 from model.loading import load_model
 from model.settings import ModelSettings
+from pipeline.synthetic.lines import SynthSettings, write_synth_shards
 from pipeline.training.build import build_model, load_processors_for
 from pipeline.training.objective import (
     OCRTrainingModule,

@@ -1,12 +1,13 @@
-"""`shardscribe synth`: printed text lines rendered with the machine's fonts, written as
-WebDataset shards (`<key>.png` + `<key>.txt`) that `run` reads and `train` learns from.
+"""Printed text lines rendered with the machine's fonts (`shardscribe synth`, the
+streamed trainer), written as WebDataset shards (`<key>.png` + `<key>.txt`) that `run`
+reads and `train` learns from.
 
 Lines are prose, words, numbers, dates, prices, phone numbers, addresses and codes
-(`jobs.texts`), 1 to `max_chars` characters long, in a random font family of the
-chosen split (`jobs.fonts`; Pillow's own font too), at a random size, margin and
-contrast; part of them scan-like: noise, blur, JPEG artefacts, a slight rotation, an
-uneven background, faded ink. A share of the shards (`page_lines`) holds lines cut by
-the project's segmenter from printed pages instead. Everything follows from the
+(`pipeline.synthetic.texts`), 1 to `max_chars` characters long, in a random font family
+of the chosen split (`pipeline.synthetic.fonts`; Pillow's own font too), at a random
+size, margin and contrast; part of them scan-like: noise, blur, JPEG artefacts, a slight
+rotation, an uneven background, faded ink. A share of the shards (`page_lines`) holds
+lines cut by the project's segmenter from printed pages instead. Everything follows from the
 seed: shard `i` has its own generator, so any shard can be rebuilt alone.
 """
 
@@ -25,13 +26,13 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFilter, ImageFont
 
-from jobs.fonts import font_split, installed_families
-from jobs.render import PageLayout, draw_page, draw_text
-from jobs.texts import WordSplit, training_line, word_list
-from pipeline.config import StorageSettings
 from pipeline.inputs.segmentation import segment_lines
-from pipeline.inputs.webdataset import write_tar
-from pipeline.storage import join, open_filesystem
+from pipeline.job_config import StorageSettings
+from pipeline.storage import open_filesystem
+from pipeline.synthetic.drawing import PageLayout, draw_page, draw_text, png_bytes
+from pipeline.synthetic.fonts import font_split, installed_families
+from pipeline.synthetic.line_shards import LineSample, write_line_shard
+from pipeline.synthetic.texts import WordSplit, training_line, word_list
 
 log = logging.getLogger(__name__)
 FontSplit = Literal["train", "heldout", "all"]
@@ -126,8 +127,8 @@ def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
     return image
 
 
-def synth_samples(settings: SynthSettings, shard: int) -> list[tuple[str, str, bytes]]:
-    """(key, text, PNG bytes) for every line of shard number `shard`."""
+def synth_samples(settings: SynthSettings, shard: int) -> list[LineSample]:
+    """Every line of shard number `shard`: its key, PNG bytes and text."""
     rng = random.Random(settings.seed * 1_000_003 + shard)
     words = word_list(settings.words)
     families = font_choices(settings)
@@ -137,9 +138,7 @@ def synth_samples(settings: SynthSettings, shard: int) -> list[tuple[str, str, b
     samples = []
     lines = make(settings, rng, words, families)  # endless: the shard takes `count`
     for i, (text, image) in zip(range(first, first + count), lines, strict=False):
-        png = io.BytesIO()
-        image.save(png, "PNG")
-        samples.append((f"{i:08d}", text, png.getvalue()))
+        samples.append(LineSample(f"{i:08d}", png_bytes(image), text))
     return samples
 
 
@@ -178,15 +177,7 @@ def write_synth_shard(
     uri: str, settings: SynthSettings, storage: StorageSettings, shard: int
 ) -> str:
     """Write shard number `shard` as `lines-NNNNN.tar` under `uri`; its path."""
-    fs, root = open_filesystem(uri, storage)
-    path = join(root, f"lines-{shard:05d}.tar")
-    members = (
-        member
-        for key, text, png in synth_samples(settings, shard)
-        for member in ((f"{key}.png", png), (f"{key}.txt", text.encode()))
-    )
-    with fs.open(path, "wb") as file:
-        write_tar(file, members)
+    path = write_line_shard(uri, shard, synth_samples(settings, shard), storage)
     log.info("wrote %s", path)
     return path
 

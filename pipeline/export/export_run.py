@@ -22,17 +22,9 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from model.images import ImageDecodeError
-from pipeline.config import (
-    InputSettings,
-    ProgressSettings,
-    RetrySettings,
-    Section,
-    StorageSettings,
-)
-from pipeline.errors import ConfigError, InputError, ShardReadError, StorageAccessError
+from pipeline.exceptions import ConfigError, InputError, ShardReadError, StorageAccessError
 from pipeline.export.alto import alto_page
-from pipeline.export.hocr import hocr_page
-from pipeline.export.pages import (
+from pipeline.export.committed_pages import (
     ImageSource,
     PageRow,
     PageText,
@@ -41,10 +33,18 @@ from pipeline.export.pages import (
     page_rows,
     source_name,
 )
-from pipeline.export.pdf import images_pdf, searchable_pdf
+from pipeline.export.hocr import hocr_page
+from pipeline.export.searchable_pdf import images_pdf, searchable_pdf
 from pipeline.failures import Failure, FailureClass
 from pipeline.inputs.shards import Shard, discover_shards, shard_id
 from pipeline.inputs.stamps import changed_files
+from pipeline.job_config import (
+    InputSettings,
+    ProgressSettings,
+    RetrySettings,
+    Section,
+    StorageSettings,
+)
 from pipeline.output.layout import INPUTS_KEY
 from pipeline.output.ledger import Ledger
 from pipeline.output.listing import committed_files, not_an_output

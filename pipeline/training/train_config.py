@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config import ClusterSettings, InputSettings, Section, StorageSettings, section
+from pipeline.job_config import ClusterSettings, InputSettings, Section, StorageSettings, section
 from pipeline.storage import join
 
 

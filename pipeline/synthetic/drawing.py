@@ -3,6 +3,7 @@ draws."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
@@ -31,6 +32,18 @@ def draw_line(text: str, height: int = 40, font_size: int = 28) -> Image.Image:
     _, top, _, bottom = font.getbbox(text)
     above = (height - (bottom - top)) // 2
     return draw_text(text, font, (8, above, 8, height - (bottom - top) - above))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """The image as a PNG file's bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def line_png(text: str) -> bytes:
+    """`draw_line(text)` as PNG bytes: the line images of the demo, the bench and tests."""
+    return png_bytes(draw_line(text))
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import img2pdf
 import pikepdf
 
-from pipeline.errors import ShardReadError
+from pipeline.exceptions import ShardReadError
+from pipeline.export.committed_pages import ImageSource, PageRow, PdfSource
 from pipeline.export.geometry import POINTS_PER_INCH
 from pipeline.export.ocrlayer import remove_invisible_text
-from pipeline.export.pages import ImageSource, PageRow, PdfSource
 from pipeline.export.textlayer import text_pages
 from pipeline.inputs.pdf import TEXT_SOURCE_OCR_LAYER, TEXT_SOURCE_PDF
 

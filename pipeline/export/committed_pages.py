@@ -16,12 +16,12 @@ import pypdfium2 as pdfium
 from PIL import ExifTags, Image
 
 from model.images import ImageDecodeError, decode_image
-from pipeline.config import InputSettings
-from pipeline.errors import ShardReadError
+from pipeline.exceptions import ShardReadError
 from pipeline.export.geometry import Frame, image_dpi, page_frame
 from pipeline.inputs.pdf import OwnText, page_own_text
 from pipeline.inputs.readers import read_source_rows
 from pipeline.inputs.shards import Shard
+from pipeline.job_config import InputSettings
 
 ROWS_PER_BATCH = 32
 COLUMNS = ("key", "lines", "error", "text_source")
