@@ -8,7 +8,10 @@ held-out words) in font families held out of training (`pipeline.synthetic.fonts
 Three harder cases come beside them, clean, one for every fourth text: `tall` (16-24 px
 text in a crop it fills 40-75 % of the height, at any offset, as hand-made crops are),
 `digits` (numbers, dates, prices and codes between held-out words) and `doubled` (prose
-with two or more doubled letters: `carry`, `goodwill`, `1996`). Every image is read by:
+with two or more doubled letters: `carry`, `goodwill`, `1996`). With `--kinds N`, N texts
+more for each kind of hard scan (`pipeline.synthetic.degradations`: small, blurred,
+crushed, noisy, faint, turned, binarised, bleeding, all at once, and bold or italic faces
+of the held-out families), in rows of their own. Every image is read by:
 
 - the model, bare: batched `generate` in this process (`--batch-size`, torch threads =
   cores);
@@ -48,6 +51,7 @@ from model.loading import load_model
 from model.metrics import ErrorCounts
 from model.settings import ModelSettings
 from pipeline.inputs.webdataset import write_tar
+from pipeline.synthetic.degradations import KINDS, all_at_once
 from pipeline.synthetic.drawing import draw_text
 from pipeline.synthetic.fonts import font_split, installed_families
 from pipeline.synthetic.lines import degrade
@@ -74,7 +78,7 @@ class Line:
     key: str
     text: str
     family: str
-    case: str  # one of CASES
+    case: str  # one of CASES, or a kind of hard scan
     image: Image.Image
 
 
@@ -118,6 +122,30 @@ def _sized_text(case: str, rng: random.Random, low: int, high: int) -> str:
     while not low <= len(text) <= high:
         text = _case_text(case, rng, rng.randint(low, high)).strip()
     return text
+
+
+def make_kind_lines(count: int) -> list[Line]:
+    """`count` texts of 10-70 characters for each kind of hard scan
+    (`pipeline.synthetic.degradations`: each on its own, all at once, and bold or italic
+    faces of the held-out families), rendered clean at 32-48 px, then degraded."""
+    rng = random.Random(SEED + 7)
+    families = font_split(installed_families(), "heldout")
+    names = sorted(families)
+    kinds = {**KINDS, "all at once": all_at_once, "bold or italic": None}
+    lines = []
+    for kind, degradation in kinds.items():
+        for i in range(count):
+            text = _sized_text("clean", rng, 10, 70)
+            family = names[i % len(names)]
+            faces = families[family]
+            if degradation is None:
+                styled = [p for p in faces if re.search(r"bold|italic|oblique", p, re.I)]
+                faces = styled or faces
+            image = _render(text, rng.choice(faces), rng.randint(32, 48), rng).convert("L")
+            if degradation is not None:
+                image = degradation(image, rng)
+            lines.append(Line(f"{i:05d}-{kind.replace(' ', '-')}", text, family, kind, image))
+    return lines
 
 
 def make_lines(count: int) -> list[Line]:
@@ -196,7 +224,11 @@ def score(lines: list[Line], texts: list[str]) -> dict:
         bucket = next(f"{lo}-{hi}" for lo, hi in BUCKETS if lo <= len(line.text) <= hi)
         case = line.case
         names = ("all", case, f"{case} {bucket}", f"{case} {line.family}")
-        for group in names if case in CASES[:2] else ("all", case):
+        if case not in CASES:  # a kind of hard scan: its own rows, not in "all"
+            names = ("hard scans", f"hard: {case}")
+        elif case not in CASES[:2]:
+            names = ("all", case)
+        for group in names:
             groups[group].add([text], [line.text])
     loops = sum(len(t) > 1.5 * len(line.text) for line, t in zip(lines, texts, strict=True))
     return {
@@ -209,7 +241,7 @@ def score(lines: list[Line], texts: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    lines = make_lines(args.lines)
+    lines = make_lines(args.lines) + make_kind_lines(args.kinds)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         readers = {"tesseract": (read_tesseract, lines, Path(scratch), args.cores)}
@@ -266,6 +298,9 @@ def print_tables(result: dict) -> None:
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lines", type=int, default=240, help="texts (each clean and degraded)")
     parser.add_argument("--num-beams", type=int, default=1, help="the model's beams (1: greedy)")
+    parser.add_argument(
+        "--kinds", type=int, default=0, help="texts for each kind of hard scan (0: none)"
+    )
 
 
 if __name__ == "__main__":

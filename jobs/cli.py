@@ -218,6 +218,13 @@ def _add_synth_parser(commands) -> None:
         help="share of lines made scan-like (noise, blur, JPEG, rotation, uneven background)",
     )
     synth.add_argument(
+        "--hard",
+        type=float,
+        default=0.0,
+        help="share of lines given 1-3 kinds of hard scan (small, blurred, JPEG-crushed, "
+        "noisy, faint, turned, binarised, bleeding through)",
+    )
+    synth.add_argument(
         "--page-lines",
         type=float,
         default=0.0,
@@ -479,6 +486,7 @@ def _synth(args: argparse.Namespace) -> int:
         max_chars=args.max_chars,
         words=args.words,
         degraded=args.degraded,
+        hard=args.hard,
         page_lines=args.page_lines,
     )
     paths = write_synth_shards(args.output_uri, settings, workers=args.workers)

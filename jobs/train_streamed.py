@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-every-minutes", type=float, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--page-lines", type=float, default=0.1)
+    parser.add_argument(
+        "--hard", type=float, default=0.0, help="share of lines given kinds of hard scan"
+    )
     return parser
 
 

@@ -29,6 +29,7 @@ from PIL import Image, ImageFilter, ImageFont
 from pipeline.inputs.segmentation import segment_lines
 from pipeline.job_config import StorageSettings
 from pipeline.storage import open_filesystem
+from pipeline.synthetic.degradations import several
 from pipeline.synthetic.drawing import PageLayout, draw_page, draw_text, png_bytes
 from pipeline.synthetic.fonts import font_split, installed_families
 from pipeline.synthetic.line_shards import LineSample, write_line_shard
@@ -52,6 +53,7 @@ class SynthSettings:
     max_chars: int = 100
     words: WordSplit = "train"
     degraded: float = 0.5  # share of lines made scan-like
+    hard: float = 0.0  # share of lines given 1-3 kinds of hard scan (`degradations`)
     page_lines: float = 0.0  # share of shards whose lines are cut from rendered pages
 
 
@@ -148,6 +150,9 @@ def rendered_lines(settings, rng, words, families) -> Iterator[tuple[str, Image.
         text = training_line(rng, words, settings.max_chars)
         font = _font(rng.choice(rng.choice(families)), font_size(settings, rng))
         image = render_text(text, font, rng)
+        if settings.hard and rng.random() < settings.hard:
+            yield text, several(image, rng, rng.randint(1, 3))
+            continue
         yield text, degrade(image, rng) if rng.random() < settings.degraded else image
 
 

@@ -109,6 +109,7 @@ class StreamSettings:
     save_every_minutes: float
     seed: int
     page_lines: float
+    hard: float = 0.0  # share of lines given kinds of hard scan (`synthetic.degradations`)
 
 
 def _feed(loader: DataLoader, fresh: queue.Queue, stop: threading.Event) -> None:
@@ -156,7 +157,7 @@ def train(settings: StreamSettings) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
     autocast, amp_dtype = mixed_precision("auto", device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    synth = SynthSettings(seed=settings.seed, page_lines=settings.page_lines)
+    synth = SynthSettings(seed=settings.seed, page_lines=settings.page_lines, hard=settings.hard)
     examples = RenderedExamples(
         synth, parts.image_processor, parts.tokenizer, settings.max_target_tokens,
         settings.batch_size,
