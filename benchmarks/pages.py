@@ -182,7 +182,7 @@ def read_pipeline(
         "model_thread_s": steps,
         "startup_s": record["startup_s"],
         "run_s": round(record["ended"] - record["started"], 1),
-        "line_images": record["rows"],
+        "rows": record["rows"],
     }
     return {f"{row['shard']}/{row['key']}": row["text"] or "" for row in rows}, costs
 

@@ -8,6 +8,7 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.ocr_vs_tesseract import table
 from model.bundled import DEFAULT_MODEL, bundled_models
 from model.metrics import cer
 from pipeline.config_loading import validate_config
@@ -27,7 +28,15 @@ def test_models_lists_the_bundled_model_with_its_card_and_figures():
     assert listed["name"] == DEFAULT_MODEL == bundled_models()[0].name
     assert listed["weights_mb"] <= 20
     assert listed["card"].endswith("printed-lines/README.md")
-    assert listed["evaluation"]["clean_greedy"]["lines"] == 240
+    assert listed["evaluation"]["readers"]["tesseract"]["groups"]["clean"]["lines"] == 240
+
+
+def test_the_model_cards_evaluation_table_is_its_evaluation_json():
+    """The card's figures are the ones `benchmarks.model_card` wrote from the benchmark,
+    not edited by hand since."""
+    for bundled in bundled_models():
+        figures = json.loads((bundled.path / "evaluation.json").read_text())
+        assert table(figures) in bundled.card.read_text()
 
 
 def test_run_defaults_to_the_bundled_model_and_records_its_name(tmp_path):
