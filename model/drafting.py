@@ -28,7 +28,10 @@ from model.positions import RowPositions
 from model.scores import eos_token_ids
 
 CTC_HEAD_FILE = "ctc_head.safetensors"
-CHUNK = 16  # lines checked together: of like length, so that padding stays small
+# Lines checked together, of like length. Fewer, larger decoder calls: at 64 page lines
+# read 2.6 times faster in `run` than at 16 (0.319 against 0.123 pages/s per core), single
+# lines as fast (51.0 against 52.8 lines/s per core).
+CHUNK = 64
 # Draft tokens a pass feeds a line: a mistake early in a long draft voids the rest of
 # what was fed, so feeding it all costs more than the passes a window adds.
 WINDOW = 8
